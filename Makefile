@@ -1,0 +1,54 @@
+# gradlab — every target bootstraps .venv on first use (only python3 is needed).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+EXP    ?= exploding_identity
+LAB    := $(BIN)/python -m lab
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test test-fast ui server sweep experiments report bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)  ## run the exploding_identity and vanishing_sigmoid sweeps into sqlite:///mlruns.db
+	$(BIN)/python -m lab.demo
+
+test: $(STAMP)  ## the whole test suite (CUDA parts on the simulator)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## the suite without tests marked slow
+	$(BIN)/python -m pytest -q -m "not slow"
+
+ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000 (loopback only)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000
+
+server: $(STAMP)  ## MLflow tracking server for parallel launchers (127.0.0.1:5001, SQLite backend)
+	$(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --artifacts-destination $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5001
+
+sweep: $(STAMP)  ## run one study: make sweep EXP=vanishing_sigmoid
+	$(LAB) -m +experiment=$(EXP)
+
+experiments: $(STAMP)  ## run every study in conf/experiment/
+	@for exp in $$(ls conf/experiment | sed 's/\.yaml$$//'); do \
+	  echo "== $$exp"; $(LAB) -m +experiment=$$exp || exit 1; done
+
+report: $(STAMP)  ## figures and measured tables for experiments/ from the MLflow store
+	$(BIN)/python -m lab.report
+
+bench: $(STAMP)  ## speed: numpy vs numba (vs torch/jax when installed: pip install -e '.[bench]')
+	$(BIN)/python -m lab.bench
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check lab tests
+
+clean:  ## remove outputs, caches and the venv (keeps mlruns.db: rm it yourself)
+	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache bench-results.json
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

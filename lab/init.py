@@ -1,0 +1,52 @@
+"""Initialization schemes (numpy only, seeded): the same seed gives the same parameters on every
+backend. Biases start at zero. ``gain`` scales every scheme."""
+
+import numpy as np
+
+from .kernels.codes import lookup
+
+
+def _std_normal(rng, n_out, n_in, gain):
+    return rng.standard_normal((n_out, n_in)) * gain
+
+
+def _scaled(scale_fn):
+    def draw(rng, n_out, n_in, gain):
+        return rng.standard_normal((n_out, n_in)) * gain * scale_fn(n_in, n_out)
+    return draw
+
+
+def _identity(rng, n_out, n_in, gain):
+    if n_out != n_in:
+        raise ValueError(
+            f"init 'identity' needs square layers, got a {n_out}x{n_in} layer; "
+            "make model.width equal the data's input and output sizes or pick another init"
+        )
+    return gain * np.eye(n_out)
+
+
+def _uniform(rng, n_out, n_in, gain):
+    bound = gain * np.sqrt(1.0 / n_in)
+    return rng.uniform(-bound, bound, (n_out, n_in))
+
+
+SCHEMES = {
+    "zeros": lambda rng, n_out, n_in, gain: np.zeros((n_out, n_in)),
+    "normal": _std_normal,
+    "identity": _identity,
+    "lecun": _scaled(lambda n_in, n_out: np.sqrt(1.0 / n_in)),
+    "he": _scaled(lambda n_in, n_out: np.sqrt(2.0 / n_in)),
+    "xavier": _scaled(lambda n_in, n_out: np.sqrt(2.0 / (n_in + n_out))),
+    "uniform": _uniform,
+}
+
+
+def init_weights(sizes, name="he", gain=1.0, seed=0, dtype=np.float64):
+    """Lists (weights, biases) for layer sizes [n_0, ..., n_L]; W[l] is (n_l, n_{l-1})."""
+    lookup(SCHEMES, name, "init")
+    rng = np.random.default_rng(seed)
+    weights, biases = [], []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        weights.append(SCHEMES[name](rng, n_out, n_in, gain).astype(dtype))
+        biases.append(np.zeros((n_out, 1), dtype=dtype))
+    return weights, biases

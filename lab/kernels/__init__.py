@@ -1,0 +1,19 @@
+"""Kernel sets: ``reference`` (numpy), ``cpu`` (numba), ``cuda`` (numba.cuda), same API each.
+
+Every set provides ``forward``, ``evaluate``, ``gradients``, ``update`` and ``train_chunk`` over a
+flat parameter vector (see ``reference.py`` for the layout and the formulas).
+"""
+
+from importlib import import_module
+
+BACKENDS = {"numpy": "reference", "cpu": "cpu", "cuda": "cuda"}
+
+
+def get_kernels(backend: str):
+    """The kernel module for a backend name; ValueError naming the valid choices otherwise."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid choices: {', '.join(BACKENDS)}")
+    module = import_module(f"{__name__}.{BACKENDS[backend]}")
+    if backend == "cuda":
+        module.require_device()
+    return module
