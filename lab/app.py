@@ -1,0 +1,192 @@
+"""One job of the Hydra app: config dict in, a trained, tracked run out.
+
+Hydra stays in ``__main__.py``; this module takes the resolved config as a plain dict so it can
+be called from tests and notebooks too. Errors a user can cause become ``ConfigError`` (one
+line, no run created) or a ``failed`` run that says why; a diverged run is a result, not an
+error.
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from . import track
+from .data import make_dataset
+from .network import Network
+from .optim import Optimizer
+from .plots import run_figures
+from .progress import RunProgress
+from .schema import ConfigError, layer_sizes, validate
+from .summary import job_summary
+from .train import activation_ranges, assemble_history, layer_key, train
+
+log = logging.getLogger("lab")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class JobContext:
+    output_dir: Path
+    label: str = ""  # the job's overrides, e.g. "init.gain=1.5"
+    experiment: str = "default"
+    sweep_dir: Path | None = None  # set in a multirun: the parent run's id lives there
+    repo_root: Path = REPO_ROOT
+
+
+def build(cfg):
+    """(dataset, network, optimizer) from a config dict; ConfigError for bad settings."""
+    data_cfg = dict(cfg["data"])
+    name = data_cfg.pop("name")
+    n_train, n_test = data_cfg.pop("n_train"), data_cfg.pop("n_test")
+    normalize = data_cfg.pop("normalize")
+    ds = make_dataset(name, n_train, n_test, seed=cfg["seed"], normalize_inputs=normalize,
+                      **data_cfg)
+    validate(cfg, n_x=ds.n_x, n_y=ds.n_y, n_train=ds.X_train.shape[1])
+    model, init = cfg["model"], cfg["init"]
+    sizes = layer_sizes(ds.n_x, ds.n_y, model["depth"], model["width"])
+    net = Network(sizes, model["activation"], model["output_activation"], init=init["name"],
+                  gain=init["gain"], seed=cfg["seed"], dtype=cfg.get("dtype", "float64"),
+                  backend=cfg["backend"])
+    opt = cfg["optimizer"]
+    optimizer = Optimizer(opt["name"], lr=opt["lr"], beta=opt["beta"], beta1=opt["beta1"],
+                          beta2=opt["beta2"], eps=opt["eps"])
+    return ds, net, optimizer
+
+
+def logged_rows(chunk):
+    """Rows of a chunk that go to the store: its first step (a logged step) and, if the run
+    diverged there, the step that diverged."""
+    rows = [0]
+    if chunk.diverged and len(chunk.steps) > 1:
+        rows.append(len(chunk.steps) - 1)
+    return rows
+
+
+class ChunkSink:
+    """Collects chunks (for history.npz, also after an interrupt), forwards logged rows to the
+    tracker's background writer and updates the progress display."""
+
+    def __init__(self, tracker, progress, depth, classifier):
+        self.tracker, self.progress = tracker, progress
+        self.depth, self.classifier = depth, classifier
+        self.chunks = []
+
+    def __call__(self, chunk):
+        self.chunks.append(chunk)
+        if self.tracker is not None:
+            rows = logged_rows(chunk)
+            metrics = {k: v[rows] for k, v in chunk.metrics(self.depth, self.classifier).items()}
+            self.tracker.log_metrics(metrics, chunk.steps[rows])
+            if chunk.evals:
+                self.tracker.log_metrics({k: np.array([v]) for k, v in chunk.evals.items()},
+                                         chunk.steps[:1])
+        self.progress.update(chunk, self.depth)
+
+    def history(self, act_range):
+        return assemble_history(self.chunks, self.depth, self.classifier, act_range)
+
+
+def run_job(cfg, ctx: JobContext):
+    """Train one configuration; returns its summary dict (status, losses, gradient norms)."""
+    validate(cfg)  # names and ranges first: nothing is created for a bad config
+    tracking = cfg["tracking"]
+    tracker = None
+    if tracking["enabled"]:
+        uri = track.resolve_tracking_uri(tracking.get("uri"), ctx.repo_root)
+        track.check_reachable(uri)
+        parent_id = None
+        if ctx.sweep_dir is not None:
+            parent = track.SweepParent.open(uri, ctx.experiment, ctx.sweep_dir,
+                                            run_name=ctx.experiment)
+            parent_id = parent.run_id
+        tags = {"backend": cfg["backend"], "experiment": ctx.experiment, "status": "running"}
+        tracker = track.RunTracker(uri, ctx.experiment, run_name=ctx.label or None,
+                                   params=track.flatten_params(cfg), tags=tags,
+                                   parent_run_id=parent_id).start()
+    ctx.output_dir.mkdir(parents=True, exist_ok=True)
+    if tracker is None:
+        return _train_and_record(cfg, ctx, None)
+    with tracker:
+        return _train_and_record(cfg, ctx, tracker)
+
+
+def _train_and_record(cfg, ctx, tracker):
+    started = time.perf_counter()
+    (ctx.output_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    if tracker is not None:
+        tracker.log_artifact(ctx.output_dir / "config.yaml")
+    ds, net, optimizer = build(cfg)
+    train_cfg, tracking = cfg["train"], cfg["tracking"]
+    loss = train_cfg["loss"]
+    progress = RunProgress(train_cfg["steps"], ctx.label or ctx.experiment,
+                           enabled=tracking.get("progress", True))
+    sink = ChunkSink(tracker, progress, net.depth, loss != "mse")
+    try:
+        result = train(net, optimizer, ds.X_train, ds.Y_train, steps=train_cfg["steps"],
+                       batch_size=train_cfg["batch_size"], loss=loss, seed=cfg["seed"],
+                       divergence_threshold=train_cfg["divergence_threshold"],
+                       log_every=tracking["log_every"], X_test=ds.X_test, Y_test=ds.Y_test,
+                       on_chunk=sink)
+    except BaseException:
+        progress.close("stopped")
+        if sink.chunks:  # keep what was computed before the interrupt or error
+            _save_history(sink.history(activation_ranges(net)), ctx, tracker)
+        raise
+    progress.close(result.status)
+    history = result.history
+    _save_history(history, ctx, tracker)
+    summary = job_summary(history, label=ctx.label, status=result.status,
+                          diverged_at_step=result.diverged_at_step, seconds=result.seconds,
+                          run_id=tracker.run_id if tracker else None)
+    (ctx.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    if tracker is not None:
+        tracker.log_artifact(ctx.output_dir / "summary.json")
+        if tracking.get("figures", True):
+            for name, fig in run_figures(history, _title(cfg, ctx)).items():
+                tracker.log_figure(fig, f"figures/{name}")
+                _close(fig)
+        tags = {"status": result.status}
+        if result.diverged_at_step is not None:
+            tags["diverged_at_step"] = result.diverged_at_step
+        tracker.set_tags(tags)
+        tracker.finish(result.status)
+    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
+    _report(summary, net.depth)
+    return summary
+
+
+def _save_history(history, ctx, tracker):
+    path = ctx.output_dir / "history.npz"
+    np.savez_compressed(path, **history)
+    if tracker is not None:
+        tracker.log_artifact(path)
+
+
+def _close(fig):
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def _title(cfg, ctx):
+    m = cfg["model"]
+    return (f"{ctx.experiment}: {ctx.label or 'default'} — {m['activation']} "
+            f"depth {m['depth']} width {m['width']}, init {cfg['init']['name']}")
+
+
+def _report(summary, depth):
+    status = summary["status"]
+    if status == "diverged":
+        status += f" at step {summary['diverged_at_step']}"
+    loss = summary["final_loss"]
+    log.info("%s: %s, final loss %s, %s %s, %s %s", summary["label"] or "run", status,
+             f"{loss:.4g}" if loss is not None else "nan",
+             layer_key("grad_norm", 1, depth), summary["grad_first_end"],
+             layer_key("grad_norm", depth, depth), summary["grad_last_end"])
+
+
+__all__ = ["ConfigError", "JobContext", "build", "run_job"]
