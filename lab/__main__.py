@@ -50,8 +50,10 @@ def app(cfg: DictConfig):
                      experiment=name, sweep_dir=Path(hc.sweep.dir) if multirun else None)
     try:
         return run_job(resolved(cfg), ctx)
-    except (ConfigError, track.TrackingUnreachable):
-        raise
+    except (ConfigError, track.TrackingUnreachable) as exc:
+        # SystemExit passes Hydra's job wrapper without its multi-line report
+        _say(exc)
+        raise SystemExit(EXIT_CONFIG) from None
     except Exception as exc:  # recorded as a failed run; a sweep goes on with the next job
         message = _one_line(exc)
         log.error("run %s failed: %s", ctx.label or name, message)
@@ -61,6 +63,11 @@ def app(cfg: DictConfig):
         if multirun:
             done, total = mark_job_done(ctx.sweep_dir, hc.job.num)
             log.info(sweep_line(name, done, total))
+
+
+def _say(exc):
+    prefix = "gradlab: config error: " if isinstance(exc, ConfigError) else "gradlab: "
+    print(prefix + _one_line(exc), file=sys.stderr, flush=True)
 
 
 def _one_line(exc):
@@ -87,7 +94,7 @@ def main():
               "status=interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except track.TrackingUnreachable as exc:
-        print(f"gradlab: {exc}", file=sys.stderr)
+        _say(exc)
         sys.exit(EXIT_CONFIG)
     except Exception as exc:
         if not _is_config_error(exc):
