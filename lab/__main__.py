@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from . import track
+from . import figure_worker, track
 from .app import JobContext, run_job
 from .schema import ConfigError, register_configs
 from .sweep import experiment_name, mark_job_done, resolved, sweep_line
@@ -89,6 +89,7 @@ def main():
     register_configs()
     try:
         app()
+        figure_worker.wait()
     except KeyboardInterrupt:
         print("gradlab: interrupted; metrics so far were flushed and the run marked "
               "status=interrupted", file=sys.stderr)

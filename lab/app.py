@@ -8,6 +8,7 @@ error.
 
 import json
 import logging
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import track
+from . import figure_worker, track
 from .data import make_dataset
 from .network import Network
 from .optim import Optimizer
-from .plots import run_figures
 from .progress import RunProgress
 from .schema import ConfigError, layer_sizes, validate
 from .summary import job_summary
@@ -121,6 +121,7 @@ def _train_and_record(cfg, ctx, tracker):
     if tracker is not None:
         tracker.log_artifact(ctx.output_dir / "config.yaml")
     ds, net, optimizer = build(cfg)
+    theta_init = net.theta.copy()
     train_cfg, tracking = cfg["train"], cfg["tracking"]
     loss = train_cfg["loss"]
     progress = RunProgress(train_cfg["steps"], ctx.label or ctx.experiment,
@@ -140,6 +141,10 @@ def _train_and_record(cfg, ctx, tracker):
     progress.close(result.status)
     history = result.history
     _save_history(history, ctx, tracker)
+    params = ctx.output_dir / "params.npz"
+    np.savez(params, theta_init=theta_init, theta_final=net.theta, sizes=net.sizes)
+    if tracker is not None:
+        tracker.log_artifact(params)
     summary = job_summary(history, label=ctx.label, status=result.status,
                           diverged_at_step=result.diverged_at_step, seconds=result.seconds,
                           run_id=tracker.run_id if tracker else None)
@@ -147,9 +152,9 @@ def _train_and_record(cfg, ctx, tracker):
     if tracker is not None:
         tracker.log_artifact(ctx.output_dir / "summary.json")
         if tracking.get("figures", True):
-            for name, fig in run_figures(history, _title(cfg, ctx)).items():
-                tracker.log_figure(fig, f"figures/{name}")
-                _close(fig)
+            # rendered beside the next job; joblib/Ray workers draw their own (they may exit)
+            figure_worker.submit(tracker.uri, tracker.run_id, ctx.output_dir, cfg,
+                                 _title(cfg, ctx), background=figure_worker.in_main_process())
         tags = {"status": result.status}
         if result.diverged_at_step is not None:
             tags["diverged_at_step"] = result.diverged_at_step
@@ -167,15 +172,13 @@ def _save_history(history, ctx, tracker):
         tracker.log_artifact(path)
 
 
-def _close(fig):
-    import matplotlib.pyplot as plt
-    plt.close(fig)
-
-
 def _title(cfg, ctx):
-    m = cfg["model"]
-    return (f"{ctx.experiment}: {ctx.label or 'default'} — {m['activation']} "
-            f"depth {m['depth']} width {m['width']}, init {cfg['init']['name']}")
+    """One line that fits a figure: the study, the net, and the job's overrides (shortened)."""
+    m, init = cfg["model"], cfg["init"]
+    net = (f"{m['activation']} depth {m['depth']} width {m['width']}, init {init['name']} "
+           f"(gain {init['gain']:g}), {cfg['optimizer']['name']}")
+    label = textwrap.shorten(ctx.label, 50, placeholder=" …") if ctx.label else ""
+    return f"{ctx.experiment}: {net}" + (f" [{label}]" if label else "")
 
 
 def _report(summary, depth):

@@ -151,12 +151,13 @@ def activation_histograms(history, title="", moments=4, most_layers=6):
     counts_a, counts_d = history["hist/act"], history["hist/delta"]
     depth = counts_a.shape[1]
     lo, hi = history["hist/delta_log10_range"]
-    rows = _layers_shown(depth, most_layers)
+    # hidden layers: a trained sigmoid/softmax output sits at 0 and 1 by design
+    rows = _layers_shown(max(depth - 1, 1), most_layers)
     picks = sorted(set(np.linspace(0, len(history["hist_step"]) - 1, moments).round()
                        .astype(int).tolist()))
-    shades = plt.get_cmap("plasma")(np.linspace(0.85, 0.05, len(picks)))
+    shades = plt.get_cmap("plasma")(np.linspace(0.75, 0.0, len(picks)))
     fig, axes = plt.subplots(len(rows), 2, figsize=(10, 1.5 * len(rows) + 1.0), dpi=DPI,
-                             squeeze=False, sharex="col")
+                             squeeze=False, sharex="col", sharey="col")
     for r, l in enumerate(rows):
         a_lo, a_hi = history["hist/act_range"][l - 1]
         for ax, counts, (x0, x1) in ((axes[r, 0], counts_a, (a_lo, a_hi)),
@@ -167,8 +168,7 @@ def activation_histograms(history, title="", moments=4, most_layers=6):
                 share = c / max(c.sum(), 1)
                 ax.stairs(share, edges, color=shade,
                           label=f"step {history['hist_step'][p]}")
-            ax.set_ylabel(f"layer {l}", fontsize=8)
-            ax.set_yticks([])  # shares of one layer's units; the shape is what matters
+            ax.set_ylabel(f"layer {l}\nshare", fontsize=8)
             ax.tick_params(labelsize=7)
     axes[0, 0].set_title("activations A[l]", fontsize=9)
     axes[0, 1].set_title("log10 |dZ[l]|", fontsize=9)
@@ -183,7 +183,9 @@ def activation_histograms(history, title="", moments=4, most_layers=6):
 
 def run_figures(history, title=""):
     """{file name: Figure} logged under figures/ for every run."""
+    from .plots_data import activation_histograms_by_layer
     return {
+        "activation_saturation.png": activation_histograms_by_layer(history, title),
         "grad_norm_over_steps.png": grad_norm_over_steps(history, title),
         "grad_norm_by_layer.png": grad_norm_by_layer(history, title),
         "loss.png": loss_curves(history, title),

@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from . import track
+from . import figure_worker, track
 from .app import REPO_ROOT
 from .plots import sweep_comparison
 from .summary import table_csv, table_text
@@ -109,6 +109,7 @@ class SweepCallback(Callback):
                  track.mask_uri(uri))
 
     def on_multirun_end(self, config, **kwargs):
+        figure_worker.wait()
         if self.parent is None:
             return
         try:

@@ -1,0 +1,82 @@
+"""Per-run figures rendered in a background process.
+
+Drawing a run's figures costs about as much CPU as training a small net and writing its
+metrics, and matplotlib holds the GIL, so a thread would not overlap with the next job. One
+spawned worker process renders figures from ``history.npz`` and logs them to the (already
+finished) MLflow run while the launcher moves on; ``wait()`` blocks until every queued figure
+is logged (the app calls it before the process exits and before a sweep's summary).
+"""
+
+import logging
+import multiprocessing
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+log = logging.getLogger("lab")
+_executor = None
+_pending = []
+
+
+def figures_of_run(out_dir, cfg, title):
+    """{file name: Figure} for a finished job: the history views, and the data views (decision
+    boundary, misclassified digits) from the network rebuilt with its saved parameters."""
+    import numpy as np
+
+    from .app import build
+    from .plots import run_figures
+    from .plots_data import data_figures
+
+    out_dir = Path(out_dir)
+    with np.load(out_dir / "history.npz") as data:
+        history = dict(data)
+    figures = run_figures(history, title)
+    params = out_dir / "params.npz"
+    if params.exists():
+        ds, net, _ = build(cfg)
+        with np.load(params) as saved:
+            net.theta[:] = saved["theta_final"]
+            figures.update(data_figures(net, saved["theta_init"], ds, title))
+    return figures
+
+
+def render_and_log(uri, run_id, out_dir, cfg, title):
+    """Worker side: a run's figures, logged under ``figures/``; returns their names."""
+    import matplotlib.pyplot as plt
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory() as tmp:
+        names = []
+        for name, fig in figures_of_run(out_dir, cfg, title).items():
+            fig.savefig(Path(tmp) / name)
+            plt.close(fig)
+            names.append(name)
+        MlflowClient(uri).log_artifacts(run_id, tmp, "figures")
+    return names
+
+
+def submit(uri, run_id, out_dir, cfg, title, background=True):
+    """Queue one run's figures; rendered in place when ``background`` is False."""
+    global _executor
+    args = (uri, run_id, str(out_dir), cfg, title)
+    if not background:
+        return render_and_log(*args)
+    if _executor is None:
+        _executor = ProcessPoolExecutor(max_workers=1,
+                                        mp_context=multiprocessing.get_context("spawn"))
+    _pending.append((run_id, _executor.submit(render_and_log, *args)))
+    return None
+
+
+def wait():
+    """Block until every queued run's figures are logged; a failure is a warning, not fatal."""
+    while _pending:
+        run_id, future = _pending.pop(0)
+        try:
+            future.result()
+        except Exception as exc:  # figures are a view of logged data; never fail a run on them
+            log.warning("figures of run %s were not logged: %s", run_id, exc)
+
+
+def in_main_process():
+    return multiprocessing.parent_process() is None
