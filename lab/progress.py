@@ -6,7 +6,7 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
-from .train import layer_key
+from .kernels.codes import L_GRAD, S_LOSS
 
 LOG_LINES_PER_RUN = 10  # when output is not a terminal
 
@@ -31,9 +31,9 @@ class RunProgress:
         if not self.enabled:
             return
         row = len(chunk.steps) - 1
-        loss = float(chunk.scalars[row, 0])
-        first = chunk.metrics(depth, False)[layer_key("grad_norm", 1, depth)][row]
-        last = chunk.metrics(depth, False)[layer_key("grad_norm", depth, depth)][row]
+        loss = float(chunk.scalars[row, S_LOSS])
+        first = chunk.layer_stats[row, L_GRAD, 0]
+        last = chunk.layer_stats[row, L_GRAD, depth - 1]
         with np.errstate(all="ignore"):
             ratio = float(first / last) if last else float("inf")
         self.done = int(chunk.steps[-1]) + 1

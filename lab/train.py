@@ -6,6 +6,7 @@ logged steps, so the test set is evaluated exactly at the parameters each logged
 Nothing here imports MLflow or Hydra: progress and logging attach through ``on_chunk``.
 """
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,17 @@ AUTO_LOG_POINTS = 100
 def layer_key(stat, layer, depth):
     """``grad_norm/layer_01``: layers 1-based, zero-padded to the width of L (at least 2)."""
     return f"{stat}/layer_{layer:0{max(2, len(str(depth)))}d}"
+
+
+@functools.lru_cache(maxsize=64)
+def layer_names(depth):
+    """Every per-layer metric name, stat-major: grad_norm/layer_01 ... update_ratio/layer_L."""
+    return tuple(layer_key(stat, l + 1, depth) for stat in LAYER_STAT_NAMES for l in range(depth))
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_index(depth):
+    return tuple((s, l) for s in range(len(LAYER_STAT_NAMES)) for l in range(depth))
 
 
 def resolve_batch_size(batch_size, m):
@@ -94,13 +106,12 @@ class Chunk:
     diverged: bool
     seconds: float
 
-    def metrics(self, depth, classifier):
-        """{metric name: values aligned to self.steps} in the MLflow contract's names."""
-        out = {name: self.scalars[:, i] for i, name in enumerate(SCALAR_NAMES)
+    def metrics(self, depth, classifier, rows=slice(None)):
+        """{metric name: values at ``rows`` of self.steps} in the MLflow contract's names."""
+        out = {name: self.scalars[rows, i] for i, name in enumerate(SCALAR_NAMES)
                if classifier or i != S_ACCURACY}
-        for s, stat in enumerate(LAYER_STAT_NAMES):
-            for l in range(depth):
-                out[layer_key(stat, l + 1, depth)] = self.layer_stats[:, s, l]
+        for (s, l), name in zip(_layer_index(depth), layer_names(depth)):
+            out[name] = self.layer_stats[rows, s, l]
         return out
 
 
