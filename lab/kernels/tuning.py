@@ -9,3 +9,11 @@ BLAS_MIN_MACS = 16384
 # shared-memory matmul kernels (TILE x TILE threads per block).
 CUDA_THREADS = 128
 CUDA_TILE = 16
+# Parameters each thread of the fused optimizer kernel updates (sets its grid: more blocks for
+# wide layers, one block for tiny ones).
+CUDA_PARAMS_PER_THREAD = 4
+# The CUDA simulator (NUMBA_ENABLE_CUDASIM=1) runs every GPU thread as a Python thread, and a
+# block's cost grows faster than its thread count: small blocks keep simulator tests fast.
+# Threads per block must be >= 1 (any count; reductions do not assume a power of two).
+CUDA_SIM_THREADS = 8
+CUDA_SIM_TILE = 4
