@@ -1,10 +1,29 @@
 """Performance tunables, one place for every kernel set (numbers here change speed, never results
 beyond float round-off)."""
 
+# --- CPU (lab/kernels/cpu.py); measured with `python -m lab.bench` ------------------------------
 # Below this many multiply-adds a matmul runs as an inlined loop nest; above it goes to BLAS,
 # whose per-call overhead (~1 us) dominates tiny layers such as the lecture's 2-wide net.
 BLAS_MIN_MACS = 16384
 
+# Data-parallel steps: a step whose matrix products total at least PARALLEL_MIN_MACS
+# multiply-adds, with at least PARALLEL_MIN_COLUMNS examples per part, is cut into PARALLEL_PARTS
+# column blocks that run forward/backward on their own threads with single-threaded BLAS (one
+# synchronization per step instead of one per matrix product). The parts' gradients are added in
+# a fixed order, so results depend on these numbers only through float round-off, and never on
+# the number of threads.
+PARALLEL_PARTS = 2
+PARALLEL_MIN_MACS = 4_000_000
+PARALLEL_MIN_COLUMNS = 32
+# ... and with at least this many parameters, the gradient sum, norms and update run on all
+# threads too (below, one thread is quicker than waking the others).
+PARALLEL_MIN_PARAMS = 200_000
+# A chunk that runs as one part keeps BLAS multi-threaded only if some matrix product reaches
+# this many multiply-adds: on smaller ones (64-wide layers) BLAS threads lose more to
+# synchronization than they gain, and on a busy machine they stall each other.
+BLAS_THREADS_MIN_MACS = 16_000_000
+
+# --- CUDA (lab/kernels/cuda.py) -------------------------------------------------------------------
 # CUDA launch geometry: threads per block for elementwise kernels and the tile edge of the
 # shared-memory matmul kernels (TILE x TILE threads per block).
 CUDA_THREADS = 128
