@@ -4,7 +4,6 @@ every job its child). Errors a user can cause end with one line and a non-zero e
 
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -16,24 +15,30 @@ from omegaconf import DictConfig
 from . import figure_worker, track
 from .app import JobContext, run_job
 from .schema import ConfigError, register_configs
-from .sweep import experiment_name, mark_job_done, resolved, sweep_line
+from .sweep import (
+    EXIT_CONFIG,
+    JOB_CONFIG_ERROR,
+    JOB_SKIPPED,
+    STOP_FILE,
+    error_line,
+    experiment_name,
+    interrupted_sweeps,
+    is_config_error,
+    launched_here,
+    mark_job_done,
+    resolved,
+    stop_requested,
+    sweep_line,
+    sweep_statuses,
+)
 
 log = logging.getLogger("lab")
-EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+INTERRUPTED_LINE = ("gradlab: interrupted; metrics so far were flushed and the run marked "
+                    "status=interrupted")
 _failed_runs = []
 # overrides that say where/how to run rather than what: left out of a job's label
 _NOT_LABEL = ("+experiment", "experiment=", "tracking.", "hydra", "backend=")
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-
-def _catch_sigterm():
-    try:  # SIGTERM ends a run like Ctrl-C: metrics flushed, run marked interrupted
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread (some launchers): keep the default
-        pass
 
 
 def job_label(overrides):
@@ -42,67 +47,77 @@ def job_label(overrides):
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def app(cfg: DictConfig):
-    _catch_sigterm()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    sweep_dir = Path(hc.sweep.dir) if multirun else None
+    # SIGINT/SIGTERM end the run like Ctrl-C; in a sweep no job starts after one
+    track.install_interrupt_handlers("raise", stop_file=sweep_dir / STOP_FILE if multirun else None)
+    track.mask_log_records()  # also in joblib/Ray workers, which do not run main()
     name = experiment_name(cfg, hc.runtime.choices)
     ctx = JobContext(output_dir=Path(hc.runtime.output_dir), label=job_label(hc.overrides.task),
-                     experiment=name, sweep_dir=Path(hc.sweep.dir) if multirun else None)
+                     experiment=name, sweep_dir=sweep_dir)
+    worker = multirun and not launched_here(sweep_dir)  # a joblib/Ray worker process
+    status = "interrupted"  # unless the job ends otherwise
     try:
-        return run_job(resolved(cfg), ctx)
+        if multirun and stop_requested(sweep_dir):  # the sweep was interrupted: skip the job
+            status = JOB_SKIPPED
+            return {"label": ctx.label, "status": JOB_SKIPPED}
+        summary = run_job(resolved(cfg), ctx)
+        status = summary.get("status", "completed")
+        return summary
+    except KeyboardInterrupt:  # the run is saved and marked interrupted by now
+        if multirun:
+            (sweep_dir / STOP_FILE).touch()
+        if worker:  # returning lets the launcher finish the sweep without new jobs
+            log.warning("run %s interrupted; the sweep starts no new job", ctx.label or name)
+            return {"label": ctx.label, "status": "interrupted"}
+        raise
     except (ConfigError, track.TrackingUnreachable) as exc:
-        # SystemExit passes Hydra's job wrapper without its multi-line report
-        _say(exc)
-        raise SystemExit(EXIT_CONFIG) from None
+        print(error_line(exc), file=sys.stderr, flush=True)
+        status = JOB_CONFIG_ERROR
+        if not multirun:  # SystemExit passes Hydra's job wrapper without its multi-line report
+            raise SystemExit(EXIT_CONFIG) from None
+        # in a sweep (the sweep checked every job's config before starting) the other jobs go
+        # on; the sweep exits with EXIT_CONFIG at the end
+        return {"label": ctx.label, "status": "failed", "error": error_line(exc)}
     except Exception as exc:  # recorded as a failed run; a sweep goes on with the next job
-        message = _one_line(exc)
+        message = error_line(exc, prefix="")
         log.error("run %s failed: %s", ctx.label or name, message)
         _failed_runs.append(message)
+        status = "failed"
         return {"label": ctx.label, "status": "failed", "error": message}
     finally:
         if multirun:
-            done, total = mark_job_done(ctx.sweep_dir, hc.job.num)
+            done, total = mark_job_done(ctx.sweep_dir, hc.job.num, status)
             log.info(sweep_line(name, done, total))
-
-
-def _say(exc):
-    prefix = "gradlab: config error: " if isinstance(exc, ConfigError) else "gradlab: "
-    print(prefix + _one_line(exc), file=sys.stderr, flush=True)
-
-
-def _one_line(exc):
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(line.strip() for line in text.splitlines() if line.strip()
-                    and not line.strip().startswith(("full_key:", "object_type", "reference_type")))
-
-
-def _is_config_error(exc):
-    from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
-    from omegaconf.errors import OmegaConfBaseException
-    return isinstance(exc, (ConfigError, ConfigCompositionException, MissingConfigException,
-                            HydraException, OmegaConfBaseException))
+        if worker:  # between jobs a worker leaves signals to the launching process
+            track.set_interrupt_mode("idle")
 
 
 def main():
     # Hydra would print its own multi-line report; we let errors through and say one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    track.mask_log_records()
+    track.install_interrupt_handlers()
     register_configs()
     try:
         app()
         figure_worker.wait()
     except KeyboardInterrupt:
-        print("gradlab: interrupted; metrics so far were flushed and the run marked "
-              "status=interrupted", file=sys.stderr)
+        print(INTERRUPTED_LINE, file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
-    except track.TrackingUnreachable as exc:
-        _say(exc)
-        sys.exit(EXIT_CONFIG)
     except Exception as exc:
-        if not _is_config_error(exc):
+        if not (is_config_error(exc) or isinstance(exc, track.TrackingUnreachable)):
             raise
-        print(f"gradlab: config error: {_one_line(exc)}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr, flush=True)
         sys.exit(EXIT_CONFIG)
-    if _failed_runs:
+    if interrupted_sweeps():  # jobs in worker processes saved their runs, none started after
+        print(INTERRUPTED_LINE, file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    statuses = sweep_statuses()  # a multirun's jobs may have run in other processes
+    if statuses.get(JOB_CONFIG_ERROR):
+        sys.exit(EXIT_CONFIG)
+    if _failed_runs or statuses.get("failed"):
         sys.exit(EXIT_FAILED)
 
 

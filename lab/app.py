@@ -38,14 +38,20 @@ class JobContext:
     repo_root: Path = REPO_ROOT
 
 
-def build(cfg):
-    """(dataset, network, optimizer) from a config dict; ConfigError for bad settings."""
+def make_data(cfg):
+    """The config's data set; ValueError for bad data (non-finite values, too few images)."""
     data_cfg = dict(cfg["data"])
     name = data_cfg.pop("name")
     n_train, n_test = data_cfg.pop("n_train"), data_cfg.pop("n_test")
     normalize = data_cfg.pop("normalize")
-    ds = make_dataset(name, n_train, n_test, seed=cfg["seed"], normalize_inputs=normalize,
-                      **data_cfg)
+    return make_dataset(name, n_train, n_test, seed=cfg["seed"], normalize_inputs=normalize,
+                        **data_cfg)
+
+
+def build(cfg, ds=None):
+    """(dataset, network, optimizer) from a config dict; ConfigError for bad settings."""
+    if ds is None:
+        ds = make_data(cfg)
     validate(cfg, n_x=ds.n_x, n_y=ds.n_y, n_train=ds.X_train.shape[1])
     model, init = cfg["model"], cfg["init"]
     sizes = layer_sizes(ds.n_x, ds.n_y, model["depth"], model["width"])
@@ -77,14 +83,15 @@ class ChunkSink:
         self.chunks = []
 
     def __call__(self, chunk):
-        self.chunks.append(chunk)
-        if self.tracker is not None:
-            rows = logged_rows(chunk)
-            metrics = {k: v[rows] for k, v in chunk.metrics(self.depth, self.classifier).items()}
-            self.tracker.log_metrics(metrics, chunk.steps[rows])
-            if chunk.evals:
-                self.tracker.log_metrics({k: np.array([v]) for k, v in chunk.evals.items()},
-                                         chunk.steps[:1])
+        with track.interrupt_guard():  # a signal waits: the store and history.npz agree
+            self.chunks.append(chunk)
+            if self.tracker is not None:
+                rows = logged_rows(chunk)
+                self.tracker.log_metrics(chunk.metrics(self.depth, self.classifier, rows),
+                                         chunk.steps[rows])
+                if chunk.evals:
+                    self.tracker.log_metrics(
+                        {k: np.array([v]) for k, v in chunk.evals.items()}, chunk.steps[:1])
         self.progress.update(chunk, self.depth)
 
     def history(self, act_range):
@@ -94,6 +101,12 @@ class ChunkSink:
 def run_job(cfg, ctx: JobContext):
     """Train one configuration; returns its summary dict (status, losses, gradient norms)."""
     validate(cfg)  # names and ranges first: nothing is created for a bad config
+    try:  # the data's shapes complete the checks (identity init, batch size) before any run
+        ds = make_data(cfg)
+    except ValueError:  # bad data: raised again inside the run, which records it as failed
+        ds = None
+    else:
+        validate(cfg, n_x=ds.n_x, n_y=ds.n_y, n_train=ds.X_train.shape[1])
     tracking = cfg["tracking"]
     tracker = None
     if tracking["enabled"]:
@@ -108,19 +121,20 @@ def run_job(cfg, ctx: JobContext):
         tracker = track.RunTracker(uri, ctx.experiment, run_name=ctx.label or None,
                                    params=track.flatten_params(cfg), tags=tags,
                                    parent_run_id=parent_id).start()
-    ctx.output_dir.mkdir(parents=True, exist_ok=True)
     if tracker is None:
-        return _train_and_record(cfg, ctx, None)
+        return _train_and_record(cfg, ctx, None, ds)
     with tracker:
-        return _train_and_record(cfg, ctx, tracker)
+        return _train_and_record(cfg, ctx, tracker, ds)
 
 
-def _train_and_record(cfg, ctx, tracker):
+def _train_and_record(cfg, ctx, tracker, ds=None):
     started = time.perf_counter()
-    (ctx.output_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    ctx.output_dir.mkdir(parents=True, exist_ok=True)
+    (ctx.output_dir / "config.yaml").write_text(yaml.safe_dump(track.mask_config(cfg),
+                                                               sort_keys=False))
     if tracker is not None:
         tracker.log_artifact(ctx.output_dir / "config.yaml")
-    ds, net, optimizer = build(cfg)
+    ds, net, optimizer = build(cfg, ds)
     theta_init = net.theta.copy()
     train_cfg, tracking = cfg["train"], cfg["tracking"]
     loss = train_cfg["loss"]
@@ -154,7 +168,7 @@ def _train_and_record(cfg, ctx, tracker):
         if tracking.get("figures", True):
             # rendered beside the next job; joblib/Ray workers draw their own (they may exit)
             figure_worker.submit(tracker.uri, tracker.run_id, ctx.output_dir, cfg,
-                                 _title(cfg, ctx), background=figure_worker.in_main_process())
+                                 _title(cfg, ctx), background=_figures_in_background(ctx))
         tags = {"status": result.status}
         if result.diverged_at_step is not None:
             tags["diverged_at_step"] = result.diverged_at_step
@@ -165,9 +179,15 @@ def _train_and_record(cfg, ctx, tracker):
     return summary
 
 
+def _figures_in_background(ctx):
+    """A sweep's launcher process draws figures in a worker while the next job trains; a single
+    run (nothing to overlap) and joblib/Ray workers (which may exit) draw their own."""
+    return ctx.sweep_dir is not None and figure_worker.in_main_process()
+
+
 def _save_history(history, ctx, tracker):
     path = ctx.output_dir / "history.npz"
-    np.savez_compressed(path, **history)
+    np.savez(path, **history)  # uncompressed: a few MB at most, and 10x faster to write
     if tracker is not None:
         tracker.log_artifact(path)
 

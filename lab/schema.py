@@ -33,6 +33,7 @@ from .kernels.codes import ACTIVATIONS, LOSS_OUTPUT, LOSSES, OPTIMIZERS, OUTPUT_
 from .network import DTYPES
 
 FULL_BATCH = "full"
+DIGITS_IMAGES = 1797  # scikit-learn's bundled 8x8 digits (lab/data.py)
 AUTO_LOG_EVERY = "auto"
 
 
@@ -201,6 +202,7 @@ def validate(
         key = missing[0]
         raise ConfigError(f"{key} has no value; set it, e.g. on the command line: {key}=...")
 
+    _int_at_least("seed", cfg.seed, 0)
     _one_of("backend", cfg.backend, BACKENDS)
     _one_of("dtype", cfg.dtype, DTYPES)
 
@@ -225,6 +227,12 @@ def validate(
     _one_of("data.name", data.name, DATASETS)
     _int_at_least("data.n_train", data.n_train, 1)
     _int_at_least("data.n_test", data.n_test, 0)
+    if data.name == "digits" and data.n_train + data.n_test > DIGITS_IMAGES:
+        raise ConfigError(
+            f"data.n_train + data.n_test = {data.n_train + data.n_test} exceeds the "
+            f"{DIGITS_IMAGES} digits images; lower them (e.g. data.n_test="
+            f"{max(DIGITS_IMAGES - data.n_train, 0)})"
+        )
     for key in ("n_features", "teacher_depth", "teacher_width"):
         _int_at_least(f"data.{key}", data[key], 1)
     for key in ("noise", "scale_spread", "factor", "turns"):

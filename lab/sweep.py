@@ -1,8 +1,12 @@
 """Hydra callback: one MLflow parent run per multirun, a summary when the sweep ends.
 
-The parent is created before the first job (so jobs in joblib/Ray workers find its id in the
-sweep directory) and closed in ``on_multirun_end``; if the sweep dies first (a failed batch,
-Ctrl-C), an ``atexit`` hook still closes it, as ``interrupted``.
+Before anything is created, every job's config is composed and checked (``check_jobs``), so a
+bad value anywhere in a sweep fails with one line and no run. The parent is created before the
+first job (so jobs in joblib/Ray workers find its id in the sweep directory) and closed in
+``on_multirun_end``; if the sweep dies first (Ctrl-C, SIGTERM), an ``atexit`` hook still closes
+it, as ``interrupted``, together with any child run a killed worker left RUNNING. Each job
+leaves its status in the sweep directory, so the launching process can exit non-zero when a
+job failed in another process.
 """
 
 import atexit
@@ -10,21 +14,58 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import OmegaConf
+from hydra.types import RunMode
+from omegaconf import OmegaConf, open_dict
 
 from . import figure_worker, track
-from .app import REPO_ROOT
+from .app import REPO_ROOT, make_data
 from .plots import sweep_comparison
+from .schema import ConfigError, validate
 from .summary import table_csv, table_text
 
 log = logging.getLogger("lab")
 TOTAL_FILE = ".gradlab_jobs_total"
 DONE_DIR = ".gradlab_jobs_done"
+EXIT_CONFIG = 2  # exit code for a bad config or an unusable tracking store
+JOB_CONFIG_ERROR = "config_error"  # a job's status when its config could not run (no run)
+JOB_SKIPPED = "skipped"  # a job that did not start because the sweep was interrupted
+STOP_FILE = ".gradlab_interrupted"  # in the sweep dir once a signal stopped the sweep
+#: sweeps larger than this skip the up-front check of every job's config (composing one costs
+#: ~0.1 s, as much again as Hydra's own check); their jobs are still checked one by one
+CHECK_JOBS_MAX = 256
+_sweep_dirs = []  # sweeps started by this process: main() reads their jobs' statuses
+
+
+def is_config_error(exc):
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+    return isinstance(exc, (ConfigError, HydraException, OmegaConfBaseException))
+
+
+def error_line(exc, prefix=None):
+    """The one line a user sees for an error: ``gradlab: config error: ...`` for a bad config,
+    ``gradlab: ...`` otherwise; passwords in URIs masked."""
+    if prefix is None:
+        prefix = "gradlab: config error: " if is_config_error(exc) else "gradlab: "
+    text = _first_lines(exc)
+    cause = exc.__cause__
+    # Hydra's "Error merging override model.depth=abc" says why only in its cause
+    if cause is not None and type(exc).__name__ == "ConfigCompositionException":
+        text += f": {_first_lines(cause)}"
+    return prefix + track.mask_uri(text)
+
+
+def _first_lines(exc):
+    text = str(exc).strip() or type(exc).__name__
+    text = text.split("\nConfig search path:")[0]  # Hydra's list of search paths: noise here
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()
+                    and not line.strip().startswith(("full_key:", "object_type", "reference_type")))
 
 
 def experiment_name(cfg, choices=None):
@@ -43,14 +84,93 @@ def count_jobs(config):
     return total
 
 
-def mark_job_done(sweep_dir: Path, job_num: int):
-    """Record a finished job; returns (done, total) for the sweep's progress line."""
+def job_overrides(config):
+    """Every job's override list, as Hydra's basic sweeper builds them; None for another
+    sweeper (its jobs are checked one by one)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+        return None
+    params = config.hydra.sweeper.get("params") or {}
+    lines = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() \
+        else None
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(lines)
+    return BasicSweeper.split_arguments(parsed, None)[0]
+
+
+def check_jobs(config):
+    """Compose and validate every job of a multirun before any run exists.
+
+    Raises Hydra's composition error or a one-line ConfigError naming the job; the data's
+    shapes are checked too (identity init on a non-square net, batch larger than the data).
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    jobs = job_overrides(config)
+    if not jobs or len(jobs) > CHECK_JOBS_MAX or not GlobalHydra.instance().is_initialized():
+        return
+    loader = GlobalHydra.instance().config_loader()
+    shapes = {}
+    for num, overrides in enumerate(jobs):
+        job_cfg = loader.load_sweep_config(config, list(overrides))
+        with open_dict(job_cfg):
+            del job_cfg["hydra"]
+        try:
+            cfg = OmegaConf.to_container(job_cfg, resolve=True)
+        except Exception:  # an interpolation only the job can resolve: checked when it runs
+            continue
+        try:
+            validate(cfg)
+            key = json.dumps([cfg["data"], cfg["seed"]], sort_keys=True, default=str)
+            if key not in shapes:
+                try:
+                    ds = make_data(cfg)
+                    shapes[key] = dict(n_x=ds.n_x, n_y=ds.n_y, n_train=ds.X_train.shape[1])
+                except ValueError:  # bad data: that job's run will fail and say why
+                    shapes[key] = None
+            if shapes[key] is not None:
+                validate(cfg, **shapes[key])
+        except ConfigError as exc:
+            label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.")))
+            raise ConfigError(f"sweep job #{num} ({label}): {exc}") from None
+
+
+def mark_job_done(sweep_dir: Path, job_num: int, status: str = "completed"):
+    """Record a finished job and its status; returns (done, total) for the progress line."""
     done_dir = sweep_dir / DONE_DIR
     done_dir.mkdir(parents=True, exist_ok=True)
-    (done_dir / str(job_num)).touch()
+    (done_dir / str(job_num)).write_text(status)
     total_file = sweep_dir / TOTAL_FILE
     total = int(total_file.read_text()) if total_file.exists() else None
     return len(list(done_dir.iterdir())), total
+
+
+def launched_here(sweep_dir):
+    """True in the process that launched the sweep (its callback ran here), False in a
+    joblib/Ray worker."""
+    return Path(sweep_dir) in _sweep_dirs
+
+
+def stop_requested(sweep_dir):
+    return (Path(sweep_dir) / STOP_FILE).exists()
+
+
+def interrupted_sweeps():
+    """Sweeps started by this process that a signal stopped."""
+    return [d for d in _sweep_dirs if stop_requested(d)]
+
+
+def sweep_statuses(sweep_dirs=None):
+    """{status: number of jobs} over the sweeps this process started (or ``sweep_dirs``)."""
+    counts = {}
+    for sweep_dir in _sweep_dirs if sweep_dirs is None else sweep_dirs:
+        done_dir = Path(sweep_dir) / DONE_DIR
+        for f in done_dir.iterdir() if done_dir.is_dir() else ():
+            status = f.read_text().strip() or "completed"
+            counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 def child_summaries(client, experiment_id, parent_run_id):
@@ -92,14 +212,31 @@ class SweepCallback(Callback):
         self.parent = None
 
     def on_multirun_start(self, config, **kwargs):
+        # Hydra turns a callback's exception into a warning and goes on; a sweep that cannot
+        # start properly must stop here instead, with one line, before any run exists.
+        try:
+            self._start(config)
+        except Exception as exc:
+            print(error_line(exc), file=sys.stderr, flush=True)
+            self._close_if_open("failed")
+            raise SystemExit(EXIT_CONFIG) from None
+
+    def _start(self, config):
+        check_jobs(config)  # a bad job fails the sweep here
+        if config.tracking.enabled:
+            uri = track.resolve_tracking_uri(config.tracking.uri, REPO_ROOT)
+            track.check_reachable(uri)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        _sweep_dirs.append(sweep_dir)
         total = count_jobs(config)
         (sweep_dir / TOTAL_FILE).write_text(str(total))
+        if "joblib" in str(config.hydra.launcher.get("_target_", "")).lower():
+            # jobs run in worker processes: a signal asks them to save their runs and the
+            # sweep to start no new job (a second signal stops at once)
+            track.install_interrupt_handlers("sweep", stop_file=sweep_dir / STOP_FILE)
         if not config.tracking.enabled:
             return
-        uri = track.resolve_tracking_uri(config.tracking.uri, REPO_ROOT)
-        track.check_reachable(uri)
         name = experiment_name(config, config.hydra.runtime.choices)
         self.parent = track.SweepParent.open(uri, name, sweep_dir, run_name=name,
                                              tags={"experiment": name, "jobs_total": total,
@@ -118,20 +255,67 @@ class SweepCallback(Callback):
             name = experiment_name(config, config.hydra.runtime.choices)
             self.parent.log_text(table_csv(jobs), "summary.csv")
             self.parent.log_text(json.dumps(jobs, indent=1), "summary.json")
-            fig = sweep_comparison(jobs, f"{name}: gradient norm by layer and final loss")
-            self.parent.log_figure(fig, "figures/sweep_comparison.png")
+            if any(j.get("final_loss") is not None for j in jobs):  # not if all were stopped
+                fig = sweep_comparison(jobs, f"{name}: gradient norm by layer and final loss")
+                self.parent.log_figure(fig, "figures/sweep_comparison.png")
             counts = {s: sum(j["status"] == s for j in jobs)
                       for s in ("completed", "diverged", "failed", "interrupted")}
             self.parent.set_tags({f"jobs_{k}": v for k, v in counts.items()})
             print(f"\n{name}: {len(jobs)} runs (parent run {self.parent.run_id})\n"
                   + table_text(jobs), flush=True)
         finally:
-            self._close_if_open("completed")
+            stopped = stop_requested(config.hydra.sweep.dir)
+            self._close_if_open("interrupted" if stopped else "completed")
+
+    def on_job_start(self, config, **kwargs):
+        """Mask URI passwords in the files Hydra saved for the job (it saves them just
+        before this call) and in the sweep's multirun.yaml."""
+        hc = config.hydra
+        files = []
+        if hc.get("output_subdir"):
+            saved = Path(hc.runtime.output_dir) / hc.output_subdir
+            files += [saved / n for n in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+        if hc.mode == RunMode.MULTIRUN:
+            files.append(Path(hc.sweep.dir) / "multirun.yaml")
+        for path in files:
+            _mask_file(path)
 
     def _close_if_open(self, status):
         if self.parent is not None:
             parent, self.parent = self.parent, None
+            if status == "interrupted":
+                _close_orphans(parent)
             parent.close(status)
+
+
+def _mask_file(path):
+    try:
+        text = path.read_text()
+    except OSError:
+        return
+    masked = track.mask_uri(text)
+    if masked != text:  # atomically: parallel jobs mask the same multirun.yaml
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(masked)
+        os.replace(tmp, path)
+
+
+def _close_orphans(parent):
+    """Mark the parent's children still RUNNING as interrupted: the sweep is over, so their
+    process was killed (joblib kills its workers when the launching process is interrupted)."""
+    try:
+        runs = parent.client.search_runs(
+            [parent.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent.run_id}' "
+                          "and attributes.status = 'RUNNING'", max_results=5000)
+        for run in runs:
+            parent.client.set_tag(run.info.run_id, "status", "interrupted")
+            parent.client.set_terminated(run.info.run_id, "KILLED")
+            log.warning("run %s (%s) was left running by a killed worker; marked interrupted",
+                        run.info.run_id, run.info.run_name)
+    except Exception as exc:  # the store is unreachable at exit: nothing more to do
+        log.warning("could not close the runs of sweep %s: %s", parent.run_id,
+                    track.mask_uri(str(exc).splitlines()[0] if str(exc) else repr(exc)))
 
 
 def sweep_line(name, done, total):

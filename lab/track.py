@@ -10,49 +10,49 @@ Public API::
     default_artifact_root(repo_root) -> str            # file URI of <repo_root>/mlartifacts
     artifact_root_for(uri) -> str | None                # <db dir>/mlartifacts for sqlite, else None
     mask_uri(uri) -> str
-    check_reachable(uri, timeout_s=10) -> None          # raises TrackingUnreachable
+    mask_config(cfg) -> dict                            # mask_uri on every string of a config
+    mask_log_records() -> None                          # mask_uri on every log record
+    check_reachable(uri, timeout_s=5) -> None           # raises TrackingUnreachable
     ensure_store(uri) -> None                           # sqlite schema under a file lock
     flatten_params(cfg, prefix="") -> dict[str, str]
     get_or_create_experiment(client, name, artifact_root) -> str
     MetricWriter(client, run_id)                        # .put / .flush / .close
     RunTracker(uri, experiment, run_name, params, tags, parent_run_id)
     SweepParent.open(uri, experiment, sweep_dir, run_name)
+    install_interrupt_handlers() / interrupt_guard()    # SIGINT/SIGTERM -> KeyboardInterrupt
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import math
 import os
 import queue
 import re
+import signal
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from filelock import FileLock, Timeout
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
-try:  # limits as the installed MLflow enforces them
-    from mlflow.utils.validation import (
-        MAX_METRICS_PER_BATCH,
-        MAX_PARAM_VAL_LENGTH,
-        MAX_PARAMS_TAGS_PER_BATCH,
-        MAX_TAG_VAL_LENGTH,
-    )
-except ImportError:  # pragma: no cover - older/newer MLflow layouts
-    MAX_METRICS_PER_BATCH = 1000
-    MAX_PARAMS_TAGS_PER_BATCH = 100
-    MAX_PARAM_VAL_LENGTH = 6000
-    MAX_TAG_VAL_LENGTH = 8000
+if TYPE_CHECKING:  # MLflow is imported on first use: a bad config fails without its ~1 s
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+# MLflow's limits (mlflow.utils.validation; tests check they still agree)
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_PARAM_VAL_LENGTH = 6000
+MAX_TAG_VAL_LENGTH = 8000
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,9 @@ def artifact_root_for(uri: str) -> str | None:
     return default_artifact_root(path.parent)
 
 
-_USERINFO_RE = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^@/\s]*@")
+# the password runs to the last "@" before the host (an unencoded "@" in it is still masked)
+# (Hydra's logs escape ":" in override values as "\:")
+_USERINFO_RE = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*\\?://[^:/@\s\\]*\\?:)[^/\s]*@")
 _SECRET_QUERY_RE = re.compile(
     r"(?P<pre>[?&;](?:password|passwd|pwd|token|secret|access_token|api_key)=)[^&;\s]*",
     re.IGNORECASE,
@@ -150,6 +152,41 @@ def mask_uri(uri: str) -> str:
         return uri
     uri = _USERINFO_RE.sub(r"\g<pre>***@", uri)
     return _SECRET_QUERY_RE.sub(r"\g<pre>***", uri)
+
+
+def mask_log_records() -> None:
+    """Mask URI passwords in every log record of this process (Hydra's, MLflow's, ours).
+
+    A log record factory outlives the handlers Hydra reconfigures for each job. Idempotent.
+    """
+    base = logging.getLogRecordFactory()
+    if getattr(base, "_gradlab_masks_uris", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken format string is logging's to report
+            return record
+        if "://" in text and "@" in text:
+            masked = mask_uri(text)
+            if masked != text:
+                record.msg, record.args = masked, None
+        return record
+
+    factory._gradlab_masks_uris = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def mask_config(cfg: Any) -> Any:
+    """A copy of a nested dict/list config with every string passed through :func:`mask_uri`
+    (what is written to ``config.yaml`` artifacts)."""
+    if isinstance(cfg, Mapping):
+        return {k: mask_config(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [mask_config(v) for v in cfg]
+    return mask_uri(cfg) if isinstance(cfg, str) else cfg
 
 
 # --------------------------------------------------------------------------- store checks
@@ -191,7 +228,7 @@ def ensure_store(uri: str, lock_timeout_s: float = 120.0) -> None:
             )
         try:
             with FileLock(str(path) + ".lock", timeout=lock_timeout_s):
-                MlflowClient(uri).search_experiments(max_results=1)
+                _client(uri).search_experiments(max_results=1)
         except Timeout as e:
             raise TrackingUnreachable(
                 f"MLflow store {mask_uri(uri)}: timed out waiting for {e.lock_file}; "
@@ -205,7 +242,7 @@ def ensure_store(uri: str, lock_timeout_s: float = 120.0) -> None:
         _prepared_stores.add(uri)
 
 
-def check_reachable(uri: str, timeout_s: float = 10) -> None:
+def check_reachable(uri: str, timeout_s: float = 5) -> None:
     """Fail fast (within about ``timeout_s`` + 2 s) if the tracking store is unusable.
 
     http(s): one request with MLflow's HTTP retries off and a short timeout (both restored
@@ -214,6 +251,9 @@ def check_reachable(uri: str, timeout_s: float = 10) -> None:
     """
     if _is_sqlite(uri):
         ensure_store(uri)
+        return
+    if _db_address(uri) is not None:
+        _check_db_port(uri, timeout_s)
         return
     if not _is_http(uri):
         return  # databricks, file stores, plugins: let MLflow report its own errors
@@ -227,7 +267,7 @@ def check_reachable(uri: str, timeout_s: float = 10) -> None:
 
     def probe() -> None:
         try:
-            MlflowClient(uri).search_experiments(max_results=1)
+            _client(uri).search_experiments(max_results=1)
         except BaseException as e:  # reported to the caller below
             outcome["error"] = e
 
@@ -261,6 +301,41 @@ def check_reachable(uri: str, timeout_s: float = 10) -> None:
     raise TrackingUnreachable(
         f"MLflow tracking server {mask_uri(uri)} is unreachable ({reason}); {_unreachable_fix(uri)}"
     )
+
+
+_DB_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def _db_address(uri: str) -> tuple[str, int] | None:
+    """(host, port) of a database URI (``postgresql://user:pw@host:5432/db``), else None."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme not in _DB_PORTS:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        return parts.hostname or "localhost", parts.port or _DB_PORTS[scheme]
+    except ValueError:
+        return None
+
+
+def _check_db_port(uri: str, timeout_s: float) -> None:
+    """A database store MLflow talks to directly: is its port open? (MLflow's own engine
+    retries a refused connection for minutes.)"""
+    import socket
+
+    host, port = _db_address(uri)  # type: ignore[misc]
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        reason = "connection refused" if isinstance(e, ConnectionRefusedError) else (
+            f"no answer within {timeout_s:g} s" if isinstance(e, TimeoutError)
+            else _one_line(str(e) or type(e).__name__, limit=160))
+        raise TrackingUnreachable(
+            f"MLflow database store {mask_uri(uri)} is unreachable ({reason}); "
+            f"start the database or set tracking.uri=..."
+        ) from None
 
 
 # --------------------------------------------------------------------------- params
@@ -322,8 +397,18 @@ _PERMANENT_CODES = {
 _TRANSIENT_TEXT = ("database is locked", "locked", "timeout", "timed out", "connection")
 
 
+def _client(uri: str) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    if mask_uri(uri) != uri:  # MLflow prints "View run at: <uri with the password>" otherwise
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    return MlflowClient(uri)
+
+
 def _is_transient(exc: BaseException) -> bool:
     """Worth retrying: locked sqlite, unavailable server, network trouble."""
+    from mlflow.exceptions import MlflowException
+
     if isinstance(exc, MlflowException):
         if exc.error_code in _PERMANENT_CODES:
             return False
@@ -386,6 +471,8 @@ def get_or_create_experiment(
     ``artifact_root`` is given (sqlite stores); with None the store decides.
     A deleted experiment of that name is restored.
     """
+    from mlflow.exceptions import MlflowException
+
     exp = client.get_experiment_by_name(name)
     if exp is None:
         location = f"{artifact_root.rstrip('/')}/{_slug(name)}" if artifact_root else None
@@ -539,6 +626,8 @@ class MetricWriter:
         return self._queue.empty()
 
     def _to_metrics(self, block: dict[str, np.ndarray], steps: np.ndarray, ts) -> list[Metric]:
+        from mlflow.entities import Metric
+
         out: list[Metric] = []
         per_step_ts = isinstance(ts, np.ndarray)
         step_list = steps.tolist()
@@ -580,6 +669,113 @@ class MetricWriter:
             self.n_written += len(chunk)
 
 
+# --------------------------------------------------------------------------- interrupts
+
+#: seconds after a first signal in which another one is the same stop arriving twice (Ctrl-C
+#: reaches every process of the terminal's group, and a sweep also forwards it to its workers)
+SAME_STOP_S = 2.0
+_interrupt: dict[str, Any] = {"signals": 0, "guard": 0, "pending": None, "first_at": 0.0,
+                              "mode": "raise", "stop_file": None}
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    state = _interrupt
+    name = signal.Signals(signum).name
+    now = time.monotonic()
+    if state["signals"] and now - state["first_at"] < SAME_STOP_S:
+        return
+    state["signals"] += 1
+    if state["signals"] == 1:
+        state["first_at"] = now
+        if state["stop_file"] is not None:  # no new job of the sweep starts
+            _touch(state["stop_file"])
+    if state["mode"] == "idle":  # a launcher's worker between jobs
+        return
+    if state["mode"] == "sweep":  # the launching process of a parallel sweep
+        if state["signals"] == 1:
+            n = _signal_workers(signal.SIGTERM)
+            print(f"gradlab: stopping the sweep: {n} running jobs save their runs and no new "
+                  "job starts; signal again to stop at once", file=sys.stderr, flush=True)
+            return
+        raise KeyboardInterrupt(f"signal {name}")
+    if state["signals"] == 1:
+        if state["guard"]:  # inside interrupt_guard(): raised when it ends
+            state["pending"] = name
+            return
+        raise KeyboardInterrupt(f"signal {name}")
+    if state["signals"] == 2:  # e.g. a second Ctrl-C while the run's metrics are flushed
+        print("gradlab: still saving the interrupted run; signal once more to quit without "
+              "waiting", file=sys.stderr, flush=True)
+        return
+    os._exit(130)
+
+
+def _touch(path: Path) -> None:
+    try:
+        Path(path).touch()
+    except OSError:
+        pass
+
+
+def _signal_workers(signum: int) -> int:
+    """Send ``signum`` to this process's joblib (loky) workers; returns how many."""
+    me, n = str(os.getpid()), 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]
+            if ppid == me and b"popen_loky" in proc.joinpath("cmdline").read_bytes():
+                os.kill(int(proc.name), signum)
+                n += 1
+        except (OSError, IndexError, ValueError):  # gone meanwhile, or no /proc
+            continue
+    return n
+
+
+def install_interrupt_handlers(mode: str = "raise", stop_file: Path | None = None) -> None:
+    """Route SIGINT and SIGTERM through one handler; reset its state.
+
+    ``mode="raise"`` (a job runs in this process): KeyboardInterrupt in the main thread, so
+    the run ends like on Ctrl-C, metrics flushed and run marked ``interrupted``; inside
+    :func:`interrupt_guard` it waits for the block to end; a second signal is ignored (the
+    flush goes on), a third exits at once. ``mode="sweep"`` (the launching process of a
+    parallel sweep): the workers are told (SIGTERM) and the sweep ends once they have saved
+    their runs; a second signal raises KeyboardInterrupt at once. ``mode="idle"``: ignored.
+    ``stop_file`` is created on the first signal: a sweep starts no job once it exists.
+    A signal repeated within ``SAME_STOP_S`` counts once. No-op off the main thread.
+    """
+    if mode not in ("raise", "sweep", "idle"):
+        raise ValueError(f"unknown interrupt mode {mode!r}")
+    _interrupt.update(signals=0, guard=0, pending=None, first_at=0.0, mode=mode,
+                      stop_file=stop_file)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, _on_signal)
+        except ValueError:  # not the main thread (some launchers): keep the default
+            return
+
+
+def set_interrupt_mode(mode: str) -> None:
+    """Change the mode (see :func:`install_interrupt_handlers`) keeping the signals seen."""
+    if mode not in ("raise", "sweep", "idle"):
+        raise ValueError(f"unknown interrupt mode {mode!r}")
+    _interrupt["mode"] = mode
+
+
+@contextlib.contextmanager
+def interrupt_guard():
+    """A block an interrupt must not split (e.g. keep a chunk's rows and the saved history in
+    step); with :func:`install_interrupt_handlers` a signal inside it is raised at its end."""
+    state = _interrupt
+    state["guard"] += 1
+    try:
+        yield
+    finally:
+        state["guard"] -= 1
+        if not state["guard"] and state["pending"]:
+            name, state["pending"] = state["pending"], None
+            raise KeyboardInterrupt(f"signal {name}")
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -599,6 +795,8 @@ class _RunHandle:
     run_id: str
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
         items = [RunTag(str(k), _tag_value(v)) for k, v in tags.items()]
         for chunk in _chunks(items, MAX_PARAMS_TAGS_PER_BATCH):
             _retry(lambda c=chunk: self.client.log_batch(self.run_id, tags=c), "set_tags")
@@ -658,7 +856,7 @@ class RunTracker(_RunHandle):
         self.tags = dict(tags or {})
         self.parent_run_id = parent_run_id or None
         self.artifact_root = artifact_root if artifact_root is not None else artifact_root_for(uri)
-        self.client = MlflowClient(uri)
+        self.client = _client(uri)
         self.run_id: str | None = None  # type: ignore[assignment]
         self.experiment_id: str | None = None
         self.writer: MetricWriter | None = None
@@ -682,10 +880,17 @@ class RunTracker(_RunHandle):
         )
         self.run_id = run.info.run_id
         atexit.register(self._atexit)
-        params = flatten_params(self.params)
-        items = [Param(k, v) for k, v in params.items()]
-        for chunk in _chunks(items, MAX_PARAMS_TAGS_PER_BATCH):
-            _retry(lambda c=chunk: self.client.log_batch(self.run_id, params=c), "log_params")
+        try:  # the run exists: from here on a failure (or Ctrl-C) must not leave it RUNNING
+            from mlflow.entities import Param
+
+            params = flatten_params(self.params)
+            items = [Param(k, v) for k, v in params.items()]
+            for chunk in _chunks(items, MAX_PARAMS_TAGS_PER_BATCH):
+                _retry(lambda c=chunk: self.client.log_batch(self.run_id, params=c),
+                       "log_params")
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         self.writer = MetricWriter(self.client, self.run_id)
         return self
 
@@ -802,7 +1007,7 @@ class SweepParent(_RunHandle):
         lock_timeout_s: float = 120.0,
     ) -> SweepParent:
         ensure_store(uri)
-        client = MlflowClient(uri)
+        client = _client(uri)
         sweep_dir = Path(sweep_dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         id_file = sweep_dir / PARENT_ID_FILE
@@ -853,6 +1058,8 @@ class SweepParent(_RunHandle):
 
     @staticmethod
     def _existing_run(client: MlflowClient, run_id: str):
+        from mlflow.exceptions import MlflowException
+
         try:
             return client.get_run(run_id)
         except MlflowException as e:
