@@ -31,7 +31,7 @@ ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000 (loopback only)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000
 
 server: $(STAMP)  ## MLflow tracking server for parallel launchers (127.0.0.1:5001, SQLite backend)
-	$(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --artifacts-destination $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5001
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --artifacts-destination $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5001
 
 sweep: $(STAMP)  ## run one study: make sweep EXP=vanishing_sigmoid
 	$(LAB) -m +experiment=$(EXP)
