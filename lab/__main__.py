@@ -102,8 +102,10 @@ def main():
     register_configs()
     try:
         app()
+        track.wait_for_runs()
         figure_worker.wait()
     except KeyboardInterrupt:
+        track.wait_for_runs()  # runs already ended in the background still flush
         print(INTERRUPTED_LINE, file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:

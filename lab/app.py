@@ -173,15 +173,19 @@ def _train_and_record(cfg, ctx, tracker, ds=None):
         if result.diverged_at_step is not None:
             tags["diverged_at_step"] = result.diverged_at_step
         tracker.set_tags(tags)
-        tracker.finish(result.status)
+        if _figures_in_background(ctx):  # the next job starts while this one's metrics drain
+            tracker.finish_in_background(result.status)
+        else:
+            tracker.finish(result.status)
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
     _report(summary, net.depth)
     return summary
 
 
 def _figures_in_background(ctx):
-    """A sweep's launcher process draws figures in a worker while the next job trains; a single
-    run (nothing to overlap) and joblib/Ray workers (which may exit) draw their own."""
+    """A sweep's launcher process draws figures in a worker, and drains metrics on a thread,
+    while the next job trains; a single run (nothing to overlap) and joblib/Ray workers (which
+    may exit) do their own."""
     return ctx.sweep_dir is not None and figure_worker.in_main_process()
 
 

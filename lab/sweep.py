@@ -246,6 +246,7 @@ class SweepCallback(Callback):
                  track.mask_uri(uri))
 
     def on_multirun_end(self, config, **kwargs):
+        track.wait_for_runs()
         figure_worker.wait()
         if self.parent is None:
             return

@@ -829,6 +829,15 @@ class _RunHandle:
         )
 
 
+_finishing: list[threading.Thread] = []
+
+
+def wait_for_runs() -> None:
+    """Block until every run ended with ``finish_in_background`` is flushed and ended."""
+    while _finishing:
+        _finishing.pop(0).join()
+
+
 class RunTracker(_RunHandle):
     """One job's MLflow run.
 
@@ -914,12 +923,35 @@ class RunTracker(_RunHandle):
 
         A metric-writer failure is re-raised after the run has been terminated.
         """
+        if self._claim(status):
+            self._complete(status)
+
+    def finish_in_background(self, status: str = "completed") -> None:
+        """``finish`` on a thread: the metric writer drains (and the run ends) while the
+        caller starts the next job. ``wait_for_runs()`` joins every such thread."""
+        if not self._claim(status):
+            return
+        thread = threading.Thread(target=self._complete_quietly, args=(status,),
+                                  name=f"finish-{self.run_id[:8]}")
+        _finishing.append(thread)
+        thread.start()
+
+    def _claim(self, status: str) -> bool:
         if status not in STATUS_TO_MLFLOW:
             raise ValueError(f"unknown run status {status!r}; valid: {', '.join(STATUS_TO_MLFLOW)}")
         if self.run_id is None or self.status is not None:
-            return
+            return False
         self.status = status
         atexit.unregister(self._atexit)
+        return True
+
+    def _complete_quietly(self, status: str) -> None:
+        try:
+            self._complete(status)
+        except Exception as e:  # already tagged tracking_error; the sweep goes on
+            log.error("run %s: %s", self.run_id, _one_line(e))
+
+    def _complete(self, status: str) -> None:
         writer_error: BaseException | None = None
         if self.writer is not None:
             try:

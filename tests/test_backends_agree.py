@@ -63,3 +63,15 @@ def test_float32_agrees_at_single_precision(activation, rng):
     assert fast.forward(X).dtype == np.float32
     np.testing.assert_allclose(fast.flat_gradients(X, Y)[1], ref.flat_gradients(X, Y)[1],
                                rtol=2e-5, atol=1e-6)
+
+
+def test_forward_and_evaluate_on_a_large_set_match_the_reference(rng):
+    # large enough that the kernels' scratch buffers are their own memory mappings: a view
+    # outliving its buffer would read unmapped memory here (a regression test)
+    ref, fast = pair(sizes=[2, 16, 16, 1], activation="tanh", output_activation="sigmoid",
+                     init="xavier", seed=4)
+    X = rng.standard_normal((2, 20000))
+    Y = (rng.uniform(size=(1, 20000)) > 0.5).astype(float)
+    np.testing.assert_allclose(fast.forward(X), ref.forward(X), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fast.evaluate(X, Y, "bce"), ref.evaluate(X, Y, "bce"),
+                               rtol=1e-12)

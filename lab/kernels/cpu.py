@@ -579,6 +579,14 @@ def _view(buf, row0, rows, m):
 
 
 @jit
+def _owned_view(buf, row0, rows, m):
+    """Like _view, but holding a reference: for a view used after its buffer's last mention in
+    the function that allocated it (numba frees a buffer right after its last use, so a
+    reference-free view of it would read freed memory)."""
+    return buf[row0 * m:(row0 + rows) * m].reshape((rows, m))
+
+
+@jit
 def _forward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, A0, m, uoff, zbuf, abuf,
                   raw, accbuf):
     """Activations of every layer into abuf (the output layer's Z into zbuf); each layer's
@@ -692,7 +700,7 @@ def forward(theta, sizes, w_off, b_off, hidden_act, out_act, X):
     A0 = np.ascontiguousarray(X)
     _forward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, A0, m, uoff, zbuf, abuf,
                   np.zeros((N_RAW, L)), acc)
-    return _view(abuf, uoff[L - 1], sizes[L], m).copy()
+    return _owned_view(abuf, uoff[L - 1], sizes[L], m).copy()
 
 
 @jit
@@ -704,8 +712,8 @@ def evaluate(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, X, Y):
     A0 = np.ascontiguousarray(X)
     _forward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, A0, m, uoff, zbuf, abuf,
                   np.zeros((N_RAW, L)), acc)
-    ZL = _view(zbuf, 0, sizes[L], m)
-    AL = _view(abuf, uoff[L - 1], sizes[L], m)
+    ZL = _owned_view(zbuf, 0, sizes[L], m)
+    AL = _owned_view(abuf, uoff[L - 1], sizes[L], m)
     Yc = np.ascontiguousarray(Y)
     loss = _loss_and_output_delta(loss_code, out_act, ZL, AL, Yc, _view(dz_a, 0, sizes[L], m),
                                   m)
