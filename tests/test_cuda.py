@@ -200,7 +200,7 @@ def test_diverging_identity_net_stops_at_the_cpu_step():
                               steps=10))
     assert runs[0].status == runs[1].status == "diverged"
     assert runs[1].diverged_at_step == runs[0].diverged_at_step
-    np.testing.assert_array_equal(nets[1].theta, nets[0].theta)
+    np.testing.assert_allclose(nets[1].theta, nets[0].theta, rtol=1e-10, atol=0)
     assert_histories_match(runs[1].history, runs[0].history)
 
 
@@ -216,7 +216,7 @@ def test_threshold_divergence_inside_a_chunk():
                               divergence_threshold=150.0, log_every=8))
     assert runs[0].status == runs[1].status == "diverged"
     assert runs[1].diverged_at_step == runs[0].diverged_at_step > 0
-    np.testing.assert_array_equal(nets[1].theta, nets[0].theta)
+    np.testing.assert_allclose(nets[1].theta, nets[0].theta, rtol=1e-10, atol=0)
     assert_histories_match(runs[1].history, runs[0].history)
 
 
