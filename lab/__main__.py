@@ -55,7 +55,8 @@ def app(cfg: DictConfig):
     track.mask_log_records()  # also in joblib/Ray workers, which do not run main()
     name = experiment_name(cfg, hc.runtime.choices)
     ctx = JobContext(output_dir=Path(hc.runtime.output_dir), label=job_label(hc.overrides.task),
-                     experiment=name, sweep_dir=sweep_dir)
+                     experiment=name, sweep_dir=sweep_dir,
+                     job_num=hc.job.num if multirun else None)
     worker = multirun and not launched_here(sweep_dir)  # a joblib/Ray worker process
     status = "interrupted"  # unless the job ends otherwise
     try:

@@ -35,6 +35,7 @@ class JobContext:
     label: str = ""  # the job's overrides, e.g. "init.gain=1.5"
     experiment: str = "default"
     sweep_dir: Path | None = None  # set in a multirun: the parent run's id lives there
+    job_num: int | None = None  # the job's number in its sweep (orders tables)
     repo_root: Path = REPO_ROOT
 
 
@@ -159,7 +160,7 @@ def _train_and_record(cfg, ctx, tracker, ds=None):
     np.savez(params, theta_init=theta_init, theta_final=net.theta, sizes=net.sizes)
     if tracker is not None:
         tracker.log_artifact(params)
-    summary = job_summary(history, label=ctx.label, status=result.status,
+    summary = job_summary(history, label=ctx.label, job=ctx.job_num, status=result.status,
                           diverged_at_step=result.diverged_at_step, seconds=result.seconds,
                           run_id=tracker.run_id if tracker else None)
     (ctx.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))

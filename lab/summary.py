@@ -19,7 +19,7 @@ def _clean(x):
     return x if math.isfinite(x) else None
 
 
-def job_summary(history, *, label, status, diverged_at_step, seconds, run_id=None):
+def job_summary(history, *, label, status, diverged_at_step, seconds, run_id=None, job=None):
     depth = depth_of(history)
     end = last_finite_row(history)
     losses = np.asarray(history["loss/train"], dtype=float)
@@ -33,6 +33,7 @@ def job_summary(history, *, label, status, diverged_at_step, seconds, run_id=Non
         delta_ratio = delta_init[0] / delta_init[-1]
     return {
         "label": label,
+        "job": job,
         "status": status,
         "diverged_at_step": diverged_at_step,
         "run_id": run_id,

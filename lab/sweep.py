@@ -191,7 +191,9 @@ def child_summaries(client, experiment_id, parent_run_id):
             job["run_id"] = run.info.run_id
             job.setdefault("label", run.info.run_name)
             jobs.append(job)
-    return sorted(jobs, key=lambda j: j.get("label") or "")
+    # in launch order (the sweep's job numbers); runs without a summary go last, by label
+    return sorted(jobs, key=lambda j: (j.get("job") is None, j.get("job") or 0,
+                                       j.get("label") or ""))
 
 
 def latest_sweep(client, experiment):
