@@ -255,23 +255,7 @@ def _dot(x, y):
 @jit
 def _sq_sum(x):
     """sum(x**2) (1-D) in the same fixed order as ``_sum``."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    n = x.shape[0]
-    p = 0
-    while p + 8 <= n:
-        s0 += x[p] * x[p]
-        s1 += x[p + 1] * x[p + 1]
-        s2 += x[p + 2] * x[p + 2]
-        s3 += x[p + 3] * x[p + 3]
-        s4 += x[p + 4] * x[p + 4]
-        s5 += x[p + 5] * x[p + 5]
-        s6 += x[p + 6] * x[p + 6]
-        s7 += x[p + 7] * x[p + 7]
-        p += 8
-    while p < n:
-        s0 += x[p] * x[p]
-        p += 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    return _dot(x, x)
 
 
 # --- matrix products: loop nests for tiny layers, BLAS for the rest -------------------------------
