@@ -23,7 +23,7 @@ def figures_of_run(out_dir, cfg, title):
     boundary, misclassified digits) from the network rebuilt with its saved parameters."""
     import numpy as np
 
-    from .app import build
+    from .build import build
     from .plots import run_figures
     from .plots_data import data_figures
 

@@ -24,7 +24,8 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
 from . import figure_worker, track
-from .app import REPO_ROOT, make_data
+from .app import REPO_ROOT
+from .build import make_data
 from .plots import sweep_comparison
 from .schema import ConfigError, validate
 from .summary import table_csv, table_text

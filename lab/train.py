@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .history import layer_key, layer_names  # noqa: F401  (re-exported: lab.train.layer_key)
 from .kernels.codes import (
     ACT_HIST_RANGE,
     DELTA_LOG10_RANGE,
@@ -24,17 +25,6 @@ from .kernels.codes import (
 
 # about this many logged points per run when log_every is "auto"
 AUTO_LOG_POINTS = 100
-
-
-def layer_key(stat, layer, depth):
-    """``grad_norm/layer_01``: layers 1-based, zero-padded to the width of L (at least 2)."""
-    return f"{stat}/layer_{layer:0{max(2, len(str(depth)))}d}"
-
-
-@functools.lru_cache(maxsize=64)
-def layer_names(depth):
-    """Every per-layer metric name, stat-major: grad_norm/layer_01 ... update_ratio/layer_L."""
-    return tuple(layer_key(stat, l + 1, depth) for stat in LAYER_STAT_NAMES for l in range(depth))
 
 
 @functools.lru_cache(maxsize=64)

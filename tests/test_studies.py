@@ -1,5 +1,5 @@
 """Every study's claim, checked on a small, fast version of the study's own config (composed
-with Hydra's compose API, built with ``lab.app.build``), plus a smoke test of ``lab.report``
+with Hydra's compose API, built with ``lab.build.build``), plus a smoke test of ``lab.report``
 against a temporary MLflow store holding a tiny sweep."""
 
 import math
@@ -15,9 +15,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import lab
-from lab.app import build
+from lab.build import build
+from lab.history import layer_series, series
 from lab.schema import register_configs
-from lab.train import layer_key
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -48,8 +48,7 @@ def at_init(cfg):
 
 
 def per_layer(history, stat, row=0):
-    L = sum(1 for k in history if k.startswith("grad_norm/layer_"))
-    return np.array([history[layer_key(stat, l, L)][row] for l in range(1, L + 1)])
+    return layer_series(history, stat, row)
 
 
 def factor_per_layer(values, x=None):
@@ -111,7 +110,7 @@ def test_sigmoid_top_hidden_layer_is_driven_to_zero():
     for init in ("uniform", "normal"):
         cfg = study_config("vanishing_sigmoid", f"init={init}", "model.depth=6")
         h = run(cfg, steps=400)[0].history
-        tops[init] = h[layer_key("act_mean", 5, 6)]
+        tops[init] = series(h, "act_mean", 5)
     assert tops["uniform"][0] > 0.4 and tops["uniform"][-1] < 0.15
     assert tops["normal"][-1] > 0.2
 
