@@ -30,7 +30,6 @@ def build(cfg, ds=None):
     net = Network(sizes, model["activation"], model["output_activation"], init=init["name"],
                   gain=init["gain"], seed=cfg["seed"], dtype=cfg.get("dtype", "float64"),
                   backend=cfg["backend"])
-    opt = cfg["optimizer"]
-    optimizer = Optimizer(opt["name"], lr=opt["lr"], beta=opt["beta"], beta1=opt["beta1"],
-                          beta2=opt["beta2"], eps=opt["eps"])
+    # null keys are the ones this optimizer does not use (conf/optimizer/<name>.yaml)
+    optimizer = Optimizer(**{k: v for k, v in cfg["optimizer"].items() if v is not None})
     return ds, net, optimizer

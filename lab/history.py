@@ -7,7 +7,10 @@ A history is a dict of numpy arrays, saved as ``history.npz``:
   ``loss/train``, ``grad_norm/total``, ``accuracy/train`` (classifiers) and
   ``<stat>/layer_XX`` for every stat in ``LAYER_STAT_NAMES`` and layer 1..L;
 - ``eval_step`` and the test-set evaluations at those steps (``loss/test``, ``accuracy/test``);
-- ``hist_step``, ``hist/act`` and ``hist/delta`` (n_logged, L, bins) with their ranges.
+- ``hist_step``, ``hist/act`` and ``hist/delta`` (n_logged, L, bins) with their ranges;
+- ``final_step`` (updates applied) and ``final/loss/train``, ``final/loss/test``,
+  ``final/accuracy/...``: the network training left behind, evaluated on whole sets (every
+  row above describes the parameters *before* its step's update).
 
 Views, reports and tests read histories through the functions here, never by spelling names.
 """

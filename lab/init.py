@@ -17,12 +17,7 @@ def _scaled(scale_fn):
 
 
 def _identity(rng, n_out, n_in, gain):
-    if n_out != n_in:
-        raise ValueError(
-            f"init 'identity' needs square layers, got a {n_out}x{n_in} layer; "
-            "make model.width equal the data's input and output sizes or pick another init"
-        )
-    return gain * np.eye(n_out)
+    return gain * np.eye(n_out, n_in)  # square: check_scheme refuses other layer sizes
 
 
 def _uniform(rng, n_out, n_in, gain):
@@ -41,9 +36,20 @@ SCHEMES = {
 }
 
 
+def check_scheme(name, sizes=None, gain=1.0, key="init"):
+    """ValueError for an unknown scheme, a non-finite gain, or ``identity`` on layer sizes
+    (when known) that are not all equal."""
+    lookup(SCHEMES, name, key)
+    if not (isinstance(gain, (int, float, np.floating)) and np.isfinite(gain)):
+        raise ValueError(f"gain={gain!r} is not valid; it must be a finite number")
+    if name == "identity" and sizes is not None and len(set(sizes)) != 1:
+        raise ValueError(f"{key}='identity' needs square weight matrices but the layer sizes "
+                         f"are {list(sizes)}")
+
+
 def init_weights(sizes, name="he", gain=1.0, seed=0, dtype=np.float64):
     """Lists (weights, biases) for layer sizes [n_0, ..., n_L]; W[l] is (n_l, n_{l-1})."""
-    lookup(SCHEMES, name, "init")
+    check_scheme(name, sizes, gain)
     rng = np.random.default_rng(seed)
     weights, biases = [], []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):

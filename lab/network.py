@@ -1,19 +1,35 @@
 """``Network``: parameters in one flat vector, a layout, and a kernel set that does the math."""
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
+from .history import layer_key
 from .init import init_weights
-from .kernels import get_kernels
+from .kernels import get_kernels, reference
 from .kernels.codes import (
     ACTIVATIONS,
+    LAYER_STAT_NAMES,
     LOSS_OUTPUT,
     LOSSES,
     OUTPUT_ACTIVATIONS,
-    SOFTMAX,
     lookup,
 )
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+@dataclass
+class Inspection:
+    """What ``Network.inspect`` saw: lists over layers 1..L (index 0 is layer 1)."""
+
+    loss: float
+    Z: list  # pre-activations Z[l], (n_l, m)
+    A: list  # activations A[l] = g(Z[l]), (n_l, m)
+    dZ: list  # backpropagated errors dZ[l], (n_l, m)
+    dW: list  # weight gradients dW[l] = dZ[l] A[l-1]^T
+    db: list
+    stats: dict = field(repr=False)  # grad_norm/layer_01, act_mean/layer_01, ... (floats)
 
 
 def _check_sizes(sizes):
@@ -24,6 +40,33 @@ def _check_sizes(sizes):
     if any(int(n) != n or n < 1 for n in sizes):
         raise ValueError(f"sizes {sizes!r} must be positive integers")
     return np.array(sizes, dtype=np.int64)
+
+
+def check_loss(loss, output_activation, loss_key="loss", output_key="output_activation"):
+    """The loss's code; ValueError when the loss and the output activation do not go together
+    (each loss's closed-form dZ[L] assumes its output activation: kernels/codes.LOSS_OUTPUT)."""
+    code = lookup(LOSSES, loss, loss_key)
+    lookup(OUTPUT_ACTIVATIONS, output_activation, output_key)
+    needed = LOSS_OUTPUT[loss]
+    if needed is not None and output_activation != needed:
+        raise ValueError(f"{loss_key}={loss!r} needs {output_key}={needed!r}, got "
+                         f"{output_activation!r}; set {output_key}={needed}")
+    if needed is None and output_activation == "softmax":
+        raise ValueError(f"{output_key}='softmax' needs {loss_key}='cross_entropy', got "
+                         f"{loss!r}; set {loss_key}=cross_entropy")
+    return code
+
+
+def check_activations(activation, output_activation, hidden_key="activation",
+                      output_key="output_activation"):
+    """(hidden code, output code); softmax is an output activation only."""
+    return (lookup(ACTIVATIONS, activation, hidden_key),
+            lookup(OUTPUT_ACTIVATIONS, output_activation, output_key))
+
+
+def check_dtype(dtype, key="dtype"):
+    lookup(DTYPES, dtype, key)
+    return np.dtype(DTYPES[dtype])
 
 
 class Network:
@@ -66,11 +109,8 @@ class Network:
     def _setup(self, sizes, activation, output_activation, dtype, backend):
         self.sizes = _check_sizes(sizes)
         self.activation, self.output_activation = activation, output_activation
-        self.hidden_code = lookup(ACTIVATIONS, activation, "activation")
-        self.output_code = lookup(OUTPUT_ACTIVATIONS, output_activation, "output_activation")
-        if not isinstance(dtype, str) or dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; valid choices: {', '.join(DTYPES)}")
-        self.dtype = np.dtype(DTYPES[dtype])
+        self.hidden_code, self.output_code = check_activations(activation, output_activation)
+        self.dtype = check_dtype(dtype)
         self.backend = backend
         self.kernels = get_kernels(backend)
         n_w = self.sizes[1:] * self.sizes[:-1]
@@ -141,14 +181,7 @@ class Network:
         return np.ascontiguousarray(a, dtype=self.dtype)
 
     def loss_code(self, loss):
-        code = lookup(LOSSES, loss, "loss")
-        needed = LOSS_OUTPUT[loss]
-        if needed is not None and self.output_activation != needed:
-            raise ValueError(f"loss {loss!r} needs output_activation {needed!r}, got "
-                             f"{self.output_activation!r}")
-        if needed is None and self.output_code == SOFTMAX:
-            raise ValueError("output_activation 'softmax' needs loss 'cross_entropy'")
-        return code
+        return check_loss(loss, self.output_activation)
 
     # -- math --------------------------------------------------------------------------------------
     def forward(self, X):
@@ -167,6 +200,28 @@ class Network:
         value, grad = self.flat_gradients(X, Y, loss)
         dW, db = self.split(grad)
         return value, dW, db
+
+    def inspect(self, X, Y, loss="mse"):
+        """Look inside the network without training it: an ``Inspection`` holding every
+        layer's Z[l], A[l], backpropagated error dZ[l], dW[l], db[l] for this X, Y, and their
+        statistics under the history's names (``stats``). Computed by the numpy reference in
+        float64 whatever the backend; the network is not changed."""
+        code = self.loss_code(loss)
+        X, Y = self.check_inputs(X, Y)
+        theta = self.theta.astype(np.float64)
+        X, Y = X.astype(np.float64), Y.astype(np.float64)
+        layout = (self.sizes, self.w_off, self.b_off, self.hidden_code, self.output_code)
+        Zs, As = reference.forward_layers(theta, *layout, X)
+        value, grad, deltas = reference.backward_layers(theta, *layout, code, Zs, As, Y)
+        dW, db = self.split(grad)
+        stats = {}
+        for l in range(self.depth):
+            act = self.output_code if l == self.depth - 1 else self.hidden_code
+            W = self._views(theta, l)[0]
+            values = reference.layer_statistics(act, W, dW[l], deltas[l], Zs[l], As[l + 1])
+            for stat, value_l in zip(LAYER_STAT_NAMES, values):
+                stats[layer_key(stat, l + 1, self.depth)] = float(value_l)
+        return Inspection(float(value), Zs, As[1:], deltas, dW, db, stats)
 
     def evaluate(self, X, Y, loss="mse"):
         """(loss, accuracy) on a whole set; accuracy is NaN for regression losses."""

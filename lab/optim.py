@@ -22,35 +22,69 @@ from .kernels.codes import (
     lookup,
 )
 
+# Each optimizer's own hyper-parameters and their defaults (DESIGN.md); any other key given
+# to it is a mistake (RMSprop's decay is beta2, not beta), so it is refused, not ignored.
+HYPER_DEFAULTS = {
+    "sgd": {"lr": 0.01},
+    "momentum": {"lr": 0.01, "beta": 0.9},
+    "rmsprop": {"lr": 0.001, "beta2": 0.999, "eps": 1e-8},
+    "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+}
+HYPER_KEYS = ("lr", "beta", "beta1", "beta2", "eps")
+UNUSED_FILL = {"lr": 0.0, "beta": 0.9, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+
 
 @dataclass
 class Optimizer:
+    """``Optimizer("adam", lr=1e-3)``: keys an optimizer does not use raise ValueError;
+    keys left out take the optimizer's defaults (``HYPER_DEFAULTS``)."""
+
     name: str = "sgd"
-    lr: float = 0.01
-    beta: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
+    lr: float | None = None
+    beta: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    eps: float | None = None
     t: int = 0  # updates applied so far
     velocity: np.ndarray | None = field(default=None, repr=False)
     square: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
-        self.code = lookup(OPTIMIZERS, self.name, "optimizer")
+        self.code = lookup(OPTIMIZERS, self.name, "optimizer.name")
+        own = HYPER_DEFAULTS[self.name]
+        for key in HYPER_KEYS:
+            value = getattr(self, key)
+            if value is None:
+                setattr(self, key, own.get(key))
+            elif key not in own:
+                hint = " (its decay rate is beta2)" if key == "beta" and "beta2" in own else ""
+                raise ValueError(f"optimizer.{key}={value!r} does not apply to optimizer "
+                                 f"{self.name!r}{hint}; its settings are: {', '.join(own)}")
         if not (np.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"optimizer.lr must be a positive number, got {self.lr!r}")
+            raise ValueError(f"optimizer.lr={self.lr!r} is not valid; it must be a finite "
+                             "number > 0")
         for key in ("beta", "beta1", "beta2"):
             value = getattr(self, key)
-            if not 0 <= value < 1:
-                raise ValueError(f"optimizer.{key} must be in [0, 1), got {value!r}")
-        if not self.eps > 0:
-            raise ValueError(f"optimizer.eps must be positive, got {self.eps!r}")
+            if value is not None and not 0 <= value < 1:
+                raise ValueError(f"optimizer.{key}={value!r} is not valid; it must be in [0, 1)")
+        if self.eps is not None and not (np.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"optimizer.eps={self.eps!r} is not valid; it must be a finite "
+                             "number > 0")
+
+    @property
+    def settings(self):
+        """The hyper-parameters this optimizer uses, e.g. {"lr": 0.001, "beta2": 0.999, ...}."""
+        return {key: getattr(self, key) for key in HYPER_DEFAULTS[self.name]}
 
     def hyper(self, divergence_threshold=np.inf):
         """The hyper-parameter vector the kernels read (layout in kernels/codes.py)."""
         h = np.zeros(N_HYPER)
-        h[H_LR], h[H_BETA], h[H_BETA1], h[H_BETA2], h[H_EPS] = (
-            self.lr, self.beta, self.beta1, self.beta2, self.eps)
+        for index, key in ((H_LR, "lr"), (H_BETA, "beta"), (H_BETA1, "beta1"),
+                           (H_BETA2, "beta2"), (H_EPS, "eps")):
+            value = getattr(self, key)
+            # keys this optimizer does not use are never read; fill them with the usual
+            # values so every kernel sees the same well-defined vector
+            h[index] = UNUSED_FILL[key] if value is None else value
         h[H_THRESHOLD] = divergence_threshold
         return h
 

@@ -18,22 +18,25 @@ ones runs). Key names are the stable ones of DESIGN.md; valid names come from th
 that implement them.
 """
 
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-# Valid names come from the modules that implement them: one table per name.
-from .data import DATASETS
+# Every rule about a value lives in the module that uses the value (the model layer); the
+# checks below call those rules with the config's key names and turn their ValueError into a
+# one-line ConfigError.
+from .budget import check_fits
+from .data import check_options
 from .init import SCHEMES as INITS
+from .init import check_scheme
 from .kernels import BACKENDS
-from .kernels.codes import ACTIVATIONS, LOSS_OUTPUT, LOSSES, OPTIMIZERS, OUTPUT_ACTIVATIONS
-from .network import DTYPES
+from .kernels.codes import lookup
+from .network import check_activations, check_dtype, check_loss
+from .optim import Optimizer
+from .train import check_settings
 
 FULL_BATCH = "full"
-DIGITS_IMAGES = 1797  # scikit-learn's bundled 8x8 digits (lab/data.py)
 AUTO_LOG_EVERY = "auto"
 
 
@@ -64,27 +67,30 @@ class InitConfig:
 class OptimizerConfig:
     name: str = MISSING
     lr: float = MISSING
-    beta: float = 0.9  # momentum
-    beta1: float = 0.9  # adam, first moment
-    beta2: float = 0.999  # rmsprop and adam, second moment
-    eps: float = 1e-8  # rmsprop and adam
+    # null: not used by this optimizer (each conf/optimizer/<name>.yaml sets its own;
+    # lab/optim.py HYPER_DEFAULTS lists them)
+    beta: float | None = None  # momentum
+    beta1: float | None = None  # adam, first moment
+    beta2: float | None = None  # rmsprop and adam, second moment
+    eps: float | None = None  # rmsprop and adam
 
 
 @dataclass
 class DataConfig:
-    """One schema for every data set (lab/data.py); each uses the fields its yaml names."""
+    """One schema for every data set (lab/data.py); each sets the fields it uses in its yaml
+    (lab/data.py OPTIONS), the others stay null."""
 
     name: str = MISSING
     n_train: int = 256
     n_test: int = 256
     normalize: bool = False  # standardize inputs with the training set's mean and std
-    noise: float = 0.0
-    n_features: int = 2  # n_x of identity, linear and teacher
-    scale_spread: float = 0.0  # linear: feature i scaled by 10^s, s spaced in [-spread, spread]
-    teacher_depth: int = 3  # teacher: weight layers of the fixed random tanh net
-    teacher_width: int = 16
-    factor: float = 0.5  # circles: inner radius over outer radius
-    turns: float = 1.5  # spiral: turns of each arm
+    noise: float | None = None
+    n_features: int | None = None  # n_x of identity, linear and teacher
+    scale_spread: float | None = None  # linear: feature i scaled by 10^s, s in [-spread, spread]
+    teacher_depth: int | None = None  # teacher: weight layers of the fixed random tanh net
+    teacher_width: int | None = None
+    factor: float | None = None  # circles: inner radius over outer radius
+    turns: float | None = None  # spiral: turns of each arm
 
 
 @dataclass
@@ -146,15 +152,6 @@ def layer_sizes(n_x: int, n_y: int, depth: int, width: int) -> list[int]:
     return [n_x] + [width] * (depth - 1) + [n_y]
 
 
-def _choices(values: Iterable[str]) -> str:
-    return ", ".join(values)
-
-
-def _one_of(key: str, value: Any, valid: Iterable[str]) -> None:
-    if value not in valid:
-        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {_choices(valid)}")
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -164,23 +161,28 @@ def _int_at_least(key: str, value: Any, low: int) -> None:
         raise ConfigError(f"{key}={value!r} is not valid; it must be an integer >= {low}")
 
 
-def _positive(key: str, value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{key}={value!r} is not valid; it must be a finite number > 0")
+def _set(section: Any) -> dict:
+    """The keys of a config section that have a value (null means: does not apply)."""
+    return {k: v for k, v in section.items() if v is not None}
 
 
-def _fraction(key: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ConfigError(f"{key}={value!r} is not valid; it must be in [0, 1)")
-
-
-def _int_or_word(key: str, value: Any, word: str) -> None:
-    if value == word:
-        return
-    if not _is_int(value) or value < 1:
-        raise ConfigError(
-            f"{key}={value!r} is not valid; use an integer >= 1 or {word!r} ({key}={word})"
-        )
+def _known_keys(cfg: Any) -> None:
+    """ConfigError for a key no schema has: ``+model.dropout=0.5`` would otherwise run and log
+    a param that does nothing. Hydra's own ``hydra`` node (launchers included) is not checked."""
+    top = [f.name for f in fields(Config)]
+    for key in cfg:
+        if key == "hydra":
+            continue
+        if key not in top:
+            raise ConfigError(f"{key} is not a setting of the lab; remove the '+{key}=...' "
+                              f"override (settings: {', '.join(top)})")
+        if key in GROUP_SCHEMAS:
+            own = [f.name for f in fields(GROUP_SCHEMAS[key])]
+            for sub in cfg[key]:
+                if sub not in own:
+                    raise ConfigError(f"{key}.{sub} is not a setting of the lab; remove the "
+                                      f"'+{key}.{sub}=...' override (settings of {key}: "
+                                      f"{', '.join(own)})")
 
 
 def validate(
@@ -191,9 +193,9 @@ def validate(
 ) -> None:
     """Check a composed config; raise `ConfigError` naming the first bad key.
 
-    `n_x`, `n_y`: the data's input and output sizes, when known; they enable the check
-    that identity init only meets square weight matrices. `n_train`: the number of
-    training examples; `train.batch_size` must not exceed it (default `data.n_train`).
+    `n_x`, `n_y`: the data's input and output sizes, when known; they enable the checks that
+    need the layer sizes (identity init on square layers only, the memory the run needs).
+    `n_train`: the number of training examples (default `data.n_train`).
     """
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.structured(cfg) if not isinstance(cfg, dict) else OmegaConf.create(cfg)
@@ -201,74 +203,46 @@ def validate(
     if missing:
         key = missing[0]
         raise ConfigError(f"{key} has no value; set it, e.g. on the command line: {key}=...")
+    _known_keys(cfg)
 
     _int_at_least("seed", cfg.seed, 0)
-    _one_of("backend", cfg.backend, BACKENDS)
-    _one_of("dtype", cfg.dtype, DTYPES)
-
-    model = cfg.model
+    model, data, train = cfg.model, cfg.data, cfg.train
     _int_at_least("model.depth", model.depth, 1)
     _int_at_least("model.width", model.width, 1)
-    _one_of("model.activation", model.activation, ACTIVATIONS)
-    _one_of("model.output_activation", model.output_activation, OUTPUT_ACTIVATIONS)
+    sizes = None if n_x is None or n_y is None else layer_sizes(n_x, n_y, model.depth,
+                                                                 model.width)
+    try:
+        lookup(BACKENDS, cfg.backend, "backend")
+        check_dtype(cfg.dtype)
+        check_activations(model.activation, model.output_activation, "model.activation",
+                          "model.output_activation")
+        _check_init(cfg.init.name, cfg.init.gain, sizes, n_x, n_y, model.width)
+        Optimizer(**_set(cfg.optimizer))
+        options = _set(data)
+        check_options(options.pop("name"), options.pop("n_train"), options.pop("n_test"),
+                      **{k: v for k, v in options.items() if k != "normalize"})
+        check_loss(train.loss, model.output_activation, "train.loss", "model.output_activation")
+        examples = data.n_train if n_train is None else n_train
+        _, logged = check_settings(train.steps, train.batch_size, examples,
+                                   cfg.tracking.log_every, train.divergence_threshold)
+        if sizes is not None:
+            check_fits(sizes, data.n_train + data.n_test, train.steps, len(logged), cfg.dtype)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
-    _one_of("init.name", cfg.init.name, INITS)
-    if not math.isfinite(cfg.init.gain):
-        raise ConfigError(f"init.gain={cfg.init.gain!r} is not valid; it must be finite")
 
-    opt = cfg.optimizer
-    _one_of("optimizer.name", opt.name, OPTIMIZERS)
-    _positive("optimizer.lr", opt.lr)
-    for key in ("beta", "beta1", "beta2"):
-        _fraction(f"optimizer.{key}", opt[key])
-    _positive("optimizer.eps", opt.eps)
-
-    data = cfg.data
-    _one_of("data.name", data.name, DATASETS)
-    _int_at_least("data.n_train", data.n_train, 1)
-    _int_at_least("data.n_test", data.n_test, 0)
-    if data.name == "digits" and data.n_train + data.n_test > DIGITS_IMAGES:
-        raise ConfigError(
-            f"data.n_train + data.n_test = {data.n_train + data.n_test} exceeds the "
-            f"{DIGITS_IMAGES} digits images; lower them (e.g. data.n_test="
-            f"{max(DIGITS_IMAGES - data.n_train, 0)})"
-        )
-    for key in ("n_features", "teacher_depth", "teacher_width"):
-        _int_at_least(f"data.{key}", data[key], 1)
-    for key in ("noise", "scale_spread", "factor", "turns"):
-        if not (math.isfinite(data[key]) and data[key] >= 0):
-            raise ConfigError(f"data.{key}={data[key]!r} is not valid; it must be >= 0")
-
-    train = cfg.train
-    _int_at_least("train.steps", train.steps, 1)
-    _int_or_word("train.batch_size", train.batch_size, FULL_BATCH)
-    _one_of("train.loss", train.loss, LOSSES)
-    _positive("train.divergence_threshold", train.divergence_threshold)
-    needed = LOSS_OUTPUT[train.loss]
-    if needed is not None and model.output_activation != needed:
-        raise ConfigError(
-            f"train.loss={train.loss!r} needs model.output_activation={needed!r}, "
-            f"got {model.output_activation!r}; set model.output_activation={needed}"
-        )
-
-    _int_or_word("tracking.log_every", cfg.tracking.log_every, AUTO_LOG_EVERY)
-
-    n_examples = data.n_train if n_train is None else n_train
-    if train.batch_size != FULL_BATCH and train.batch_size > n_examples:
-        raise ConfigError(
-            f"train.batch_size={train.batch_size} is larger than the {n_examples} training "
-            f"examples; use train.batch_size<={n_examples} or train.batch_size=full"
-        )
-
-    if cfg.init.name == "identity" and n_x is not None and n_y is not None:
-        sizes = layer_sizes(n_x, n_y, model.depth, model.width)
-        if len(set(sizes)) != 1:
-            others = _choices([name for name in INITS if name != "identity"])
-            if n_x == n_y:
-                fix = f"use model.width={n_x} or pick another init: {others}"
-            else:
-                fix = f"the data has n_x={n_x} != n_y={n_y}, so pick another init: {others}"
-            raise ConfigError(
-                f"init.name='identity' needs square weight matrices but the layer sizes are "
-                f"{sizes}; {fix}"
-            )
+def _check_init(name: str, gain: float, sizes, n_x, n_y, width) -> None:
+    """init.check_scheme with the fix for a config: which width makes the layers square."""
+    try:
+        check_scheme(name, sizes, gain, key="init.name")
+    except ValueError as exc:
+        if name != "identity" or sizes is None:
+            raise ValueError(str(exc).replace("gain=", "init.gain=", 1)) from None
+        others = ", ".join(n for n in INITS if n != "identity")
+        if n_x == n_y:
+            fix = f"use model.width={n_x} or pick another init: {others}"
+        else:
+            fix = f"the data has n_x={n_x} != n_y={n_y}, so pick another init: {others}"
+        raise ValueError(f"{exc}; {fix}") from None

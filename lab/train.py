@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .budget import check_fits
 from .history import layer_key, layer_names  # noqa: F401  (re-exported: lab.train.layer_key)
 from .kernels.codes import (
     ACT_HIST_RANGE,
@@ -32,31 +33,42 @@ def _layer_index(depth):
     return tuple((s, l) for s in range(len(LAYER_STAT_NAMES)) for l in range(depth))
 
 
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def resolve_batch_size(batch_size, m):
     """int or "full" -> an int in [1, m], or ValueError."""
     if batch_size == "full":
         return m
-    try:
-        size = int(batch_size)
-    except (TypeError, ValueError):
-        size = None
-    if size is None or size != batch_size or size < 1:
-        raise ValueError(f"train.batch_size must be a positive integer or 'full', got "
-                         f"{batch_size!r}")
-    if size > m:
-        raise ValueError(f"train.batch_size={size} exceeds the {m} training examples; use at "
-                         f"most {m} or 'full'")
-    return size
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"train.batch_size={batch_size!r} is not valid; use an integer >= 1 "
+                         f"or 'full' (train.batch_size=full)")
+    if batch_size > m:
+        raise ValueError(f"train.batch_size={batch_size} is larger than the {m} training "
+                         f"examples; use train.batch_size<={m} or train.batch_size=full")
+    return int(batch_size)
 
 
 def log_steps(steps, log_every="auto"):
     """Logged steps: 0, every log_every, and the last step (steps - 1)."""
     if log_every == "auto":
         log_every = max(1, math.ceil(steps / AUTO_LOG_POINTS))
-    if isinstance(log_every, bool) or not isinstance(log_every, (int, np.integer)) or log_every < 1:
-        raise ValueError(f"tracking.log_every must be a positive integer or 'auto', got "
-                         f"{log_every!r}")
+    if not _is_int(log_every) or log_every < 1:
+        raise ValueError(f"tracking.log_every={log_every!r} is not valid; use an integer >= 1 "
+                         f"or 'auto' (tracking.log_every=auto)")
     return np.unique(np.append(np.arange(0, steps, log_every), steps - 1)).astype(np.int64)
+
+
+def check_settings(steps, batch_size, m, log_every="auto", divergence_threshold=np.inf):
+    """Every rule about a run's settings for ``m`` training examples; ValueError naming the
+    key. Returns (batch size, logged steps)."""
+    if not _is_int(steps) or steps < 1:
+        raise ValueError(f"train.steps={steps!r} is not valid; it must be an integer >= 1")
+    if not divergence_threshold > 0:  # inf is allowed: never stop early
+        raise ValueError(f"train.divergence_threshold={divergence_threshold!r} is not valid; "
+                         "it must be a number > 0")
+    return resolve_batch_size(batch_size, m), log_steps(int(steps), log_every)
 
 
 class BatchSchedule:
@@ -114,8 +126,8 @@ class TrainResult:
 
     @property
     def final_loss(self):
-        losses = self.history["loss/train"]
-        return float(losses[-1]) if len(losses) else float("nan")
+        """Loss of the trained network on the whole training set (``final/loss/train``)."""
+        return float(self.history["final/loss/train"])
 
 
 def activation_ranges(net):
@@ -135,11 +147,11 @@ def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
     has_test = X_test is not None and Y_test is not None and np.size(X_test) > 0
     if has_test:
         X_test, Y_test = net.check_inputs(X_test, Y_test)
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"train.steps must be a positive integer, got {steps!r}")
     m = X.shape[1]
-    schedule = BatchSchedule(m, resolve_batch_size(batch_size, m), seed)
-    logged = log_steps(int(steps), log_every)
+    size, logged = check_settings(steps, batch_size, m, log_every, divergence_threshold)
+    examples = max(m, X_test.shape[1] if has_test else 0)
+    check_fits(net.sizes, examples, steps, len(logged), net.dtype)
+    schedule = BatchSchedule(m, size, seed)
     bounds = np.append(logged, steps)
     hyper = optimizer.hyper(divergence_threshold)
     vel, sq = optimizer.state_for(net.theta)
@@ -147,16 +159,14 @@ def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
     classifier = loss != "mse"
     L = net.depth
 
+    # the test set is evaluated at logged steps, at most about AUTO_LOG_POINTS times
+    eval_every = max(1, math.ceil(len(logged) / AUTO_LOG_POINTS))
     chunks, status, diverged_at, seconds = [], "completed", None, 0.0
-    for t0, t1 in zip(bounds[:-1], bounds[1:]):
+    for i, (t0, t1) in enumerate(zip(bounds[:-1], bounds[1:])):
         started = time.perf_counter()
         evals = {}
-        if has_test:
-            test_loss, test_acc = net.kernels.evaluate(net.theta, *net.layout, loss_code,
-                                                       X_test, Y_test)
-            evals["loss/test"] = float(test_loss)
-            if classifier:
-                evals["accuracy/test"] = float(test_acc)
+        if has_test and (i % eval_every == 0 or i == len(logged) - 1):
+            evals = _evaluate(net, loss_code, X_test, Y_test, "test", classifier)
         order, starts, counts = schedule.chunk(int(t0), int(t1))
         n = len(starts)
         scalars = np.zeros((n, len(SCALAR_NAMES)))
@@ -176,8 +186,26 @@ def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
         if diverged:
             status, diverged_at = "diverged", int(t0 + done - 1)
             break
-    return TrainResult(status, diverged_at, assemble_history(chunks, L, classifier, act_range),
-                       seconds)
+    history = assemble_history(chunks, L, classifier, act_range)
+    # the rows above describe the parameters *before* each update; the network that training
+    # leaves behind is evaluated once more, on the whole training (and test) set
+    updates = int(history["step"][-1]) + 1 - int(status == "diverged")
+    history["final_step"] = np.array(updates, dtype=np.int64)  # updates applied in all
+    final = _evaluate(net, loss_code, X, Y, "train", classifier)
+    if has_test:
+        final.update(_evaluate(net, loss_code, X_test, Y_test, "test", classifier))
+    history.update({f"final/{name}": np.array(value) for name, value in final.items()})
+    return TrainResult(status, diverged_at, history, seconds)
+
+
+def _evaluate(net, loss_code, X, Y, split, classifier):
+    """{"loss/<split>": ..., "accuracy/<split>": ...} of the network as it is now."""
+    with np.errstate(all="ignore"):  # a diverged network overflows; the values say so
+        value, acc = net.kernels.evaluate(net.theta, *net.layout, loss_code, X, Y)
+    out = {f"loss/{split}": float(value)}
+    if classifier:
+        out[f"accuracy/{split}"] = float(acc)
+    return out
 
 
 def assemble_history(chunks, depth, classifier, act_range):
@@ -187,10 +215,11 @@ def assemble_history(chunks, depth, classifier, act_range):
     per_chunk = [c.metrics(depth, classifier) for c in chunks]
     for name in per_chunk[0]:
         history[name] = np.concatenate([p[name] for p in per_chunk])
-    history["eval_step"] = np.array([c.steps[0] for c in chunks], dtype=np.int64)
-    for name in chunks[0].evals:
-        history[name] = np.array([c.evals[name] for c in chunks])
-    history["hist_step"] = history["eval_step"]
+    evaluated = [c for c in chunks if c.evals]
+    history["eval_step"] = np.array([c.steps[0] for c in evaluated], dtype=np.int64)
+    for name in evaluated[0].evals if evaluated else ():
+        history[name] = np.array([c.evals[name] for c in evaluated])
+    history["hist_step"] = np.array([c.steps[0] for c in chunks], dtype=np.int64)
     history["hist/act"] = np.stack([c.hist_act for c in chunks])
     history["hist/delta"] = np.stack([c.hist_delta for c in chunks])
     history["hist/act_range"] = act_range

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lab.data import make_dataset
+from lab.kernels.codes import ACTIVATIONS
 from lab.schema import (
-    ACTIVATIONS,
     Config,
     ConfigError,
     layer_sizes,
@@ -302,3 +302,25 @@ def test_validate_accepts_a_plain_dict():
     cfg["model"]["activation"] = "swish"
     with pytest.raises(ConfigError, match="model.activation"):
         validate(cfg)
+
+
+@pytest.mark.parametrize("override,match", [
+    ("+model.dropout=0.5", r"^model\.dropout is not a setting of the lab; remove the "
+                           r"'\+model\.dropout=\.\.\.' override \(settings of model: depth, "),
+    ("+foo=1", r"^foo is not a setting of the lab; remove the '\+foo=\.\.\.' override"),
+])
+def test_keys_the_lab_does_not_know_are_refused(override, match):
+    bad([override], match)
+
+
+def test_settings_that_do_not_apply_are_refused():
+    bad(["optimizer=rmsprop", "optimizer.beta=0.5"], r"^optimizer\.beta=0\.5 does not apply")
+    bad(["data=digits", "data.factor=0.3"], r"^data\.factor=0\.3 does not apply to data set "
+                                            r"'digits'")
+    cfg = make(["optimizer=rmsprop", "data=moons"])
+    assert cfg.optimizer.beta is None and cfg.data.factor is None  # null: does not apply
+
+
+def test_a_config_that_cannot_fit_in_memory_is_refused():
+    bad(["model.depth=1000000"], r"^this run needs about .* GB of memory \(history: .*\) but "
+                                 r"the limit is", n_x=2, n_y=2)

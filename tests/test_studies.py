@@ -43,8 +43,11 @@ def run(cfg, steps=None):
 
 
 def at_init(cfg):
-    """Step-0 statistics of the config's net (one update with a negligible learning rate)."""
-    return run({**cfg, "optimizer": {**cfg["optimizer"], "lr": 1e-12}}, steps=1)[0].history
+    """Statistics of the config's net at initialization on its whole training set, as a
+    one-row history (``Network.inspect``: nothing is trained)."""
+    ds, net, _ = build(cfg)
+    seen = net.inspect(ds.X_train, ds.Y_train, loss=cfg["train"]["loss"])
+    return {name: np.array([value]) for name, value in seen.stats.items()}
 
 
 def per_layer(history, stat, row=0):

@@ -55,5 +55,5 @@ DELTA_LOG10_RANGE = (-12.0, 2.0)
 def lookup(table: dict, name: str, what: str) -> int:
     """Map a config name to its code, or raise one clear ValueError listing the choices."""
     if not isinstance(name, str) or name not in table:
-        raise ValueError(f"unknown {what} {name!r}; valid choices: {', '.join(table)}")
+        raise ValueError(f"{what}={name!r} is not valid; choose one of: {', '.join(table)}")
     return table[name]

@@ -22,11 +22,6 @@ from .codes import (
     H_LR,
     H_THRESHOLD,
     IDENTITY,
-    L_ACT_MEAN,
-    L_ACT_STD,
-    L_DELTA,
-    L_GRAD,
-    L_SATURATION,
     L_UPDATE,
     L_WEIGHT,
     LEAKY_RELU,
@@ -224,6 +219,13 @@ def histogram(values, lo, hi, counts):
     counts += np.bincount(idx, minlength=nb)
 
 
+def layer_statistics(code, W, dW, dZ, Z, A):
+    """One layer's statistics in LAYER_STAT_NAMES order up to update_ratio: ||dW||, ||dZ||,
+    mean and std of A = g(Z), the saturated share, ||W|| (Frobenius norms)."""
+    return (np.sqrt(np.sum(dW * dW)), np.sqrt(np.sum(dZ * dZ)), A.mean(), A.std(),
+            saturated(code, Z, A).mean(), np.sqrt(np.sum(W * W)))
+
+
 def train_chunk(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
                 hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats,
                 hist_act, hist_delta, act_range):
@@ -247,12 +249,8 @@ def train_chunk(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_c
             code = out_act if l == L - 1 else hidden_act
             W, _ = layer_views(theta, sizes, w_off, b_off, l)
             dW, _ = layer_views(grad, sizes, w_off, b_off, l)
-            layer_stats[k, L_GRAD, l] = np.sqrt(np.sum(dW * dW))
-            layer_stats[k, L_DELTA, l] = np.sqrt(np.sum(deltas[l] * deltas[l]))
-            layer_stats[k, L_ACT_MEAN, l] = As[l + 1].mean()
-            layer_stats[k, L_ACT_STD, l] = As[l + 1].std()
-            layer_stats[k, L_SATURATION, l] = saturated(code, Zs[l], As[l + 1]).mean()
-            layer_stats[k, L_WEIGHT, l] = np.sqrt(np.sum(W * W))
+            layer_stats[k, :L_UPDATE, l] = layer_statistics(code, W, dW, deltas[l], Zs[l],
+                                                            As[l + 1])
             layer_stats[k, L_UPDATE, l] = 0.0
             if k == 0:
                 histogram(As[l + 1], act_range[l, 0], act_range[l, 1], hist_act[l])
