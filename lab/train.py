@@ -159,8 +159,9 @@ def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
     classifier = loss != "mse"
     L = net.depth
 
-    # the test set is evaluated at logged steps, at most about AUTO_LOG_POINTS times
-    eval_every = max(1, math.ceil(len(logged) / AUTO_LOG_POINTS))
+    # the test set is evaluated at logged steps, at most about AUTO_LOG_POINTS times (auto
+    # logging gives AUTO_LOG_POINTS + 1 steps with the last one: every one is evaluated)
+    eval_every = max(1, math.ceil(len(logged) / (AUTO_LOG_POINTS + 1)))
     chunks, status, diverged_at, seconds = [], "completed", None, 0.0
     for i, (t0, t1) in enumerate(zip(bounds[:-1], bounds[1:])):
         started = time.perf_counter()

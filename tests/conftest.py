@@ -1,7 +1,15 @@
+"""Fixtures and helpers shared by the test files."""
+
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+REPO = Path(__file__).resolve().parent.parent
 
 # CPU kernels and the numpy reference must agree everywhere; CUDA has its own (simulator) tests.
 CPU_BACKENDS = ["numpy", "cpu"]
@@ -21,3 +29,35 @@ def pytest_configure(config):
     # keep Hydra/MLflow from writing into the repo during tests that forget tmp paths
     os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///" + os.path.join(
         os.environ.get("PYTEST_TMPDIR", "/tmp"), "gradlab-pytest-mlruns.db"))
+
+
+def run_lab(args, store, tmp, timeout=300, env=None):
+    """``python -m lab ARGS`` in a subprocess writing to the SQLite file ``store`` with its
+    run and sweep directories under ``tmp``; the CompletedProcess (stdout, stderr captured)."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args, f"hydra.run.dir={tmp}/run",
+         f"hydra.sweep.dir={tmp}/sweep", "tracking.progress=false"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass
+class Sweep:
+    """A finished sweep in its own SQLite store."""
+
+    store: Path  # the SQLite file
+    uri: str
+    directory: Path  # the sweep directory (job directories 0, 1, ...)
+    process: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def identity_sweep(tmp_path_factory):
+    """One small study for the whole session: the lecture's 10x2 identity net at gains
+    0.5, 0.9, 1.0, 1.1, 1.5 (1.5 diverges), 200 steps, figures on, into a fresh store.
+    Tests read it; none may write to it."""
+    tmp = tmp_path_factory.mktemp("identity_sweep")
+    store = tmp / "mlruns.db"
+    done = run_lab(["-m", "+experiment=exploding_identity", "train.steps=200"], store, tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return Sweep(store, f"sqlite:///{store}", tmp / "sweep", done)

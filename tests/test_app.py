@@ -2,28 +2,17 @@
 MlflowClient: parent/child structure, every contracted metric name and step, params, tags,
 artifacts; the joblib launcher; bad overrides failing with one line and no run created."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_lab
 from mlflow.tracking import MlflowClient
 
+from lab.history import LAYER_STAT_NAMES
 from lab.train import log_steps
 
 REPO = Path(__file__).resolve().parent.parent
-LAYER_STATS = ("grad_norm", "delta_norm", "act_mean", "act_std", "saturation", "weight_norm",
-               "update_ratio")
-
-
-def run_lab(args, store, tmp, timeout=300):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
-    return subprocess.run(
-        [sys.executable, "-m", "lab", *args, f"hydra.run.dir={tmp}/run",
-         f"hydra.sweep.dir={tmp}/sweep", "tracking.progress=false"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +21,16 @@ def store(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def identity_sweep(store, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("identity_sweep")
-    done = run_lab(["-m", "+experiment=exploding_identity", "train.steps=200",
-                    "tracking.experiment=e2e_identity"], store, tmp)
-    assert done.returncode == 0, done.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{store}")
-    exp = client.get_experiment_by_name("e2e_identity")
+def identity_runs(identity_sweep):
+    """(client, every run, the sweep's process) of the session's identity sweep."""
+    client = MlflowClient(identity_sweep.uri)
+    exp = client.get_experiment_by_name("exploding_identity")
     runs = client.search_runs([exp.experiment_id], max_results=100)
-    return client, runs, done
+    return client, runs, identity_sweep.process
 
 
-def test_sweep_has_one_parent_holding_every_job(identity_sweep):
-    client, runs, _ = identity_sweep
+def test_sweep_has_one_parent_holding_every_job(identity_runs):
+    client, runs, _ = identity_runs
     parents = [r for r in runs if r.data.tags.get("sweep") == "parent"]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 5 and len(runs) == 6
@@ -58,11 +44,11 @@ def test_sweep_has_one_parent_holding_every_job(identity_sweep):
     assert csv.count("\n") == 6 and "init.gain=1.5" in csv and "diverged" in csv
 
 
-def test_every_contracted_metric_at_every_logged_step(identity_sweep):
-    client, runs, _ = identity_sweep
+def test_every_contracted_metric_at_every_logged_step(identity_runs):
+    client, runs, _ = identity_runs
     run = next(r for r in runs if r.data.params.get("init.gain") == "0.9")
     expected = {"loss/train", "loss/test", "grad_norm/total"}
-    expected |= {f"{s}/layer_{l:02d}" for s in LAYER_STATS for l in range(1, 11)}
+    expected |= {f"{s}/layer_{l:02d}" for s in LAYER_STAT_NAMES for l in range(1, 11)}
     assert expected <= set(run.data.metrics)
     steps = log_steps(200, "auto").tolist()
     assert steps[0] == 0 and steps[-1] == 199
@@ -79,8 +65,8 @@ def test_every_contracted_metric_at_every_logged_step(identity_sweep):
     assert len(h["step"]) == 200
 
 
-def test_params_tags_and_artifacts(identity_sweep):
-    client, runs, _ = identity_sweep
+def test_params_tags_and_artifacts(identity_runs):
+    client, runs, _ = identity_runs
     run = next(r for r in runs if r.data.params.get("init.gain") == "0.5")
     p = run.data.params
     assert p["model.depth"] == "10" and p["model.width"] == "2"
@@ -88,7 +74,7 @@ def test_params_tags_and_artifacts(identity_sweep):
     assert p["optimizer.name"] == "sgd" and p["train.batch_size"] == "full"
     tags = run.data.tags
     assert tags["status"] == "completed" and tags["backend"] == "cpu"
-    assert tags["experiment"] == "e2e_identity"
+    assert tags["experiment"] == "exploding_identity"
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "history.npz", "summary.json", "figures"} <= top
     figures = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
@@ -96,8 +82,8 @@ def test_params_tags_and_artifacts(identity_sweep):
             "activation_histograms.png"} <= figures
 
 
-def test_diverged_run_keeps_its_metrics_and_says_where(identity_sweep):
-    client, runs, _ = identity_sweep
+def test_diverged_run_keeps_its_metrics_and_says_where(identity_runs):
+    client, runs, _ = identity_runs
     run = next(r for r in runs if r.data.params.get("init.gain") == "1.5")
     assert run.info.status == "FINISHED"
     assert run.data.tags["status"] == "diverged"

@@ -3,10 +3,7 @@ with Hydra's compose API, built with ``lab.build.build``), plus a smoke test of 
 against a temporary MLflow store holding a tiny sweep."""
 
 import math
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -248,17 +245,8 @@ def test_digits_xavier_beats_zeros():
 # ----------------------------------------------------------------------------- report smoke test
 
 
-def test_report_reads_a_tiny_sweep_back_from_mlflow(tmp_path):
-    uri = f"sqlite:///{tmp_path / 's.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    done = subprocess.run(
-        [sys.executable, "-m", "lab", "-m", "+experiment=exploding_identity",
-         "init.gain=0.5,1.0,1.5", "train.steps=30", f"tracking.uri={uri}",
-         "tracking.figures=false", "tracking.progress=false",
-         f"hydra.sweep.dir={tmp_path / 'multirun'}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-2000:]
-
+def test_report_reads_a_sweep_back_from_mlflow(identity_sweep, tmp_path):
+    uri = identity_sweep.uri
     exp_dir = tmp_path / "experiments"
     exp_dir.mkdir()
     for md in (ROOT / "experiments").glob("*.md"):
