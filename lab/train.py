@@ -60,6 +60,15 @@ def log_steps(steps, log_every="auto"):
     return np.unique(np.append(np.arange(0, steps, log_every), steps - 1)).astype(np.int64)
 
 
+def test_steps(logged):
+    """The logged steps at which the test set is evaluated: at most about AUTO_LOG_POINTS of
+    them, first and last included (auto logging gives AUTO_LOG_POINTS + 1 logged steps with
+    the last one: every one is evaluated)."""
+    every = max(1, math.ceil(len(logged) / (AUTO_LOG_POINTS + 1)))
+    picked = np.asarray(logged)[::every]
+    return picked if picked[-1] == logged[-1] else np.append(picked, logged[-1])
+
+
 def check_settings(steps, batch_size, m, log_every="auto", divergence_threshold=np.inf):
     """Every rule about a run's settings for ``m`` training examples; ValueError naming the
     key. Returns (batch size, logged steps)."""
@@ -159,14 +168,12 @@ def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
     classifier = loss != "mse"
     L = net.depth
 
-    # the test set is evaluated at logged steps, at most about AUTO_LOG_POINTS times (auto
-    # logging gives AUTO_LOG_POINTS + 1 steps with the last one: every one is evaluated)
-    eval_every = max(1, math.ceil(len(logged) / (AUTO_LOG_POINTS + 1)))
+    evaluated = set(test_steps(logged).tolist()) if has_test else set()
     chunks, status, diverged_at, seconds = [], "completed", None, 0.0
-    for i, (t0, t1) in enumerate(zip(bounds[:-1], bounds[1:])):
+    for t0, t1 in zip(bounds[:-1], bounds[1:]):
         started = time.perf_counter()
         evals = {}
-        if has_test and (i % eval_every == 0 or i == len(logged) - 1):
+        if int(t0) in evaluated:
             evals = _evaluate(net, loss_code, X_test, Y_test, "test", classifier)
         order, starts, counts = schedule.chunk(int(t0), int(t1))
         n = len(starts)
