@@ -135,6 +135,14 @@ def test_every_group_option_composes(group, option):
     if group == "model" and cfg.model.output_activation == "softmax":
         cfg.train.loss = "cross_entropy"
     validate(cfg)  # shapes left out: identity init only fits some data sets
+    # the option's file is what the group holds: every key it sets, unchanged
+    if group == "backend":  # a _global_ file setting the top-level key
+        assert cfg.backend == option
+        return
+    own = OmegaConf.load(CONF / group / f"{option}.yaml")
+    for key, value in own.items():
+        if key != "defaults":
+            assert cfg[group][key] == value, f"{group}.{key}"
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -226,7 +234,9 @@ def test_batch_size_larger_than_the_data():
 
 @pytest.mark.parametrize("value", ["auto", "1", "25"])
 def test_log_every_int_or_auto(value):
-    validate(make([f"tracking.log_every={value}"]))
+    cfg = make([f"tracking.log_every={value}"])
+    validate(cfg)
+    assert cfg.tracking.log_every == (value if value == "auto" else int(value))
 
 
 @pytest.mark.parametrize("value", ["0", "never", "0.5"])
