@@ -83,7 +83,7 @@ def decision_boundary(net_init_theta, net, dataset, title=""):
     levels = np.linspace(0.0, 1.0, 11)
     cmap = colormaps[BOUNDARY_CMAP]
 
-    fig = _figure(11, 4.8)
+    fig = _figure(10, 4.6)
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
     filled = None
     for ax, theta, when in ((axes[0], net_init_theta, "at initialization"),

@@ -179,9 +179,13 @@ def run_tags(cfg, label="", experiment=""):
 _LOG_STATS = ("grad_norm/", "delta_norm/")
 
 
+_SHORT = {"grad_norm": "dW", "delta_norm": "dZ"}  # chart titles are cut after ~16 characters
+
+
 def _log10_name(key):
-    stat, _, layer = key.partition("/")
-    return f"{LOG10}/{stat}_{layer}"
+    """``grad_norm/layer_01`` -> ``Log10/dW layer 01``; ``grad_norm/total`` -> ``Log10/dW total``."""
+    stat, _, rest = key.partition("/")
+    return f"{LOG10}/{_SHORT[stat]} {rest.replace('_', ' ')}"
 
 
 def _log10(values):
@@ -192,21 +196,22 @@ def _log10(values):
 
 
 def with_log10(metrics):
-    """``metrics`` plus ``Log10/grad_norm_layer_01``... : log10 of every per-layer gradient and
-    error norm, of ``grad_norm/total`` and of the training loss. Same steps as ``metrics``."""
+    """``metrics`` plus ``Log10/dW layer 01``, ``Log10/dZ layer 01``...: log10 of every
+    per-layer gradient norm (dW = ``grad_norm``) and error norm (dZ = ``delta_norm``), of
+    ``grad_norm/total`` and of the training loss. Same steps as ``metrics``."""
     out = dict(metrics)
     for key, values in metrics.items():
         if key.startswith(_LOG_STATS):
             out[_log10_name(key)] = _log10(values)
     if "loss/train" in metrics:
-        out[f"{LOG10}/loss_train"] = _log10(metrics["loss/train"])
+        out[f"{LOG10}/loss train"] = _log10(metrics["loss/train"])
     return out
 
 
 def end_of_run_metrics(history, summary):
     """Blocks ``(metrics, steps)`` logged once a run has finished:
 
-    - ``Layer profile/log10_grad_norm_init`` (and ``_end``, ``log10_delta_norm_*``), step = layer
+    - ``Layer profile/log10 dW init`` (and ``dW end``, ``dZ init``, ``dZ end``), step = layer
       l = 1..L: MLflow's line chart is then the norm against depth;
     - ``summary/final_loss``, ``summary/grad_first_init`` ... (the sweep table's columns), at the
       last step: the runs table shows them as columns."""
@@ -218,8 +223,8 @@ def end_of_run_metrics(history, summary):
     profile = {}
     for stat in ("grad_norm", "delta_norm"):
         for row, when in ((0, "init"), (end, "end")):
-            profile[f"{PROFILE}/log10_{stat}_{when}"] = _log10(layer_series(history, stat,
-                                                                            depth, row))
+            profile[f"{PROFILE}/log10 {_SHORT[stat]} {when}"] = _log10(
+                layer_series(history, stat, depth, row))
     keys = ("final_loss", "final_test_loss", "grad_first_init", "grad_last_init",
             "grad_first_end", "grad_last_end", "delta_ratio_init")
     scalars = {f"{SUMMARY}/{k}": np.array([_number(summary.get(k))]) for k in keys
@@ -314,7 +319,11 @@ def summary_table(jobs):
 def sweep_description(name, jobs, question=None, fixed=None):
     """Markdown for the sweep parent's overview page: the study's question, what was varied,
     the summary table, and where to look next."""
-    parts = [f"### {name}: {len(jobs)} runs"]
+    counts = {}
+    for job in jobs:
+        counts[job.get("status") or "?"] = counts.get(job.get("status") or "?", 0) + 1
+    parts = [f"### {name}: {len(jobs)} runs, " + ", ".join(f"{v} {k}" for k, v in counts.items()),
+             summary_table(jobs)]
     if question:
         parts.append(f"**Question.** {question}")
     swept = swept_keys(jobs)
@@ -322,37 +331,39 @@ def sweep_description(name, jobs, question=None, fixed=None):
         parts.append("**Varied:** " + ", ".join(f"`{k}`" for k in swept)
                      + ("; every other setting is in this run's **Parameters**." if fixed
                         else "."))
-    counts = {}
-    for job in jobs:
-        counts[job.get("status") or "?"] = counts.get(job.get("status") or "?", 0) + 1
-    parts.append("**Result:** " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".")
-    parts.append(summary_table(jobs))
     parts.append("Norms are Frobenius norms; *init* = step 0, *end* = the last finite step. "
-                 "Figure: **Artifacts** → `figures/sweep_comparison.png`. Per-layer charts of "
+                 "Figure: **Artifacts** → `figures/sweep_comparison.png`. Metrics `by job/...`: "
+                 "one value per job, step = the job's number in the table. Per-layer charts of "
                  "a job: click it in the runs list (this run's children), **Model metrics** "
                  "tab, section **Layer profile**.")
     return "\n\n".join(parts)
 
 
 def sweep_metrics(jobs):
-    """Metrics of the parent run that compare its jobs, as ``(metrics, steps)`` blocks: one
-    value per job at step = the job's position (1, 2, ...), so the parent's charts read job by
-    job, plus the counts of each status at step 0."""
+    """Metrics of the parent run that compare its jobs, as ``(metrics, steps)`` blocks:
+    ``by job/...``, one value per job at step = the job's number (1, 2, ... as in the table), so
+    the parent's charts read job by job; and single numbers over the whole sweep (best final
+    loss, how many orders of magnitude the first layer's gradient spans across the jobs)."""
     n = len(jobs)
     per_job = {}
-    for key, name in (("final_loss", "log10_final_loss"), ("grad_first_init",
-                      "log10_grad_first_init"), ("grad_first_end", "log10_grad_first_end"),
-                      ("delta_ratio_init", "log10_delta_ratio_init")):
-        per_job[f"jobs/{name}"] = _log10([_number(j.get(key)) or np.nan for j in jobs])
-    per_job["jobs/diverged"] = np.array([float(j.get("status") == "diverged") for j in jobs])
-    statuses = ("completed", "diverged", "failed", "interrupted")
-    counts = {f"jobs_{s}": np.array([float(sum(j.get("status") == s for j in jobs))])
-              for s in statuses}
+    for key, name in (("final_loss", "log10 final loss"), ("grad_first_init", "log10 dW1 init"),
+                      ("grad_first_end", "log10 dW1 end"),
+                      ("delta_ratio_init", "log10 dZ1 over dZL init")):
+        per_job[f"by job/{name}"] = _log10([_number(j.get(key)) or np.nan for j in jobs])
+    per_job["by job/diverged"] = np.array([float(j.get("status") == "diverged") for j in jobs])
+    overall = {f"jobs_{s}": float(sum(j.get("status") == s for j in jobs))
+               for s in ("completed", "diverged", "failed", "interrupted")}
     losses = [_number(j.get("final_loss")) for j in jobs if j.get("status") == "completed"]
     losses = [x for x in losses if x is not None]
     if losses:
-        counts["best_final_loss"] = np.array([min(losses)])
-    return [(per_job, np.arange(1, n + 1)), (counts, np.array([0]))]
+        overall["best_final_loss"] = min(losses)
+    for key, name in (("grad_first_init", "decades_dW1_init"), ("grad_first_end",
+                                                                "decades_dW1_end")):
+        v = _log10([_number(j.get(key)) or np.nan for j in jobs])
+        if np.isfinite(v).any():  # the spread across jobs, in orders of magnitude
+            overall[name] = float(np.nanmax(v) - np.nanmin(v))
+    return [(per_job, np.arange(1, n + 1)),
+            ({k: np.array([v]) for k, v in overall.items()}, np.array([0]))]
 
 
 def sweep_record(name, jobs, config, repo_root=None):

@@ -63,7 +63,7 @@ def log_axis(ax, axis="y"):
     decades = np.log10(hi / lo) if lo > 0 and hi > 0 else 99
     if decades < 1.5:
         which.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        which.set_major_formatter(mticker.LogFormatterSciNotation(labelOnlyBase=False))
+        which.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
     else:
         which.set_major_locator(mticker.LogLocator(base=10, numticks=8))
     which.set_minor_locator(mticker.NullLocator())

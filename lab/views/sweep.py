@@ -131,8 +131,7 @@ def sweep_comparison(jobs, title_text=""):
             v = finite(job.get(key) or [], log=True)
             if len(v) and has_points(v):
                 ax.plot(np.arange(1, len(v) + 1) + shift[i], v, "-", color=style["color"],
-                        marker=style["marker"], ms=3.5, lw=1.1, alpha=0.9,
-                        label=job["label"] if key == "grad_init" else None)
+                        marker=style["marker"], ms=3.5, lw=1.1, alpha=0.9)
     for ax, when in ((ax_init, "at step 0"), (ax_end, "at the last step")):
         if any(ax.get_lines()):
             log_axis(ax)
@@ -141,7 +140,14 @@ def sweep_comparison(jobs, title_text=""):
         ax.tick_params(labelsize=SMALL)
         ax.grid(True, alpha=0.3)
     ax_end.tick_params(labelleft=False)
-    _label_coinciding(ax_end, [finite(j.get("grad_end") or [], log=True) for j in jobs], shift)
+    same = _coinciding([finite(j.get("grad_end") or [], log=True) for j in jobs])
+    for g in same:
+        v = finite(jobs[g[0]].get("grad_end"), log=True)
+        if len(v) >= 4:  # room on the line's right end for a label
+            ax_end.annotate(f"jobs {', '.join(str(i + 1) for i in g)}\n(on top of each other)",
+                            (len(v) + shift[g[-1]], v[-1]), xytext=(-4, 8),
+                            textcoords="offset points", ha="right", va="bottom",
+                            fontsize=SMALL, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
     losses = finite([j.get("final_loss", np.nan) for j in jobs], log=True)
     y = np.arange(n)
     bx.barh(y, np.nan_to_num(losses, nan=0.0), color=[job_style(i)["color"] for i in range(n)])
@@ -160,7 +166,14 @@ def sweep_comparison(jobs, title_text=""):
     bx.set_title("final training loss", fontsize=SMALL + 1)
     bx.tick_params(labelsize=SMALL)
     bx.invert_yaxis()
-    handles, labels = ax_init.get_legend_handles_labels()
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=job_style(i)["color"], marker=job_style(i)["marker"], ms=4,
+                      lw=1.1) for i in range(n)]
+    labels = _short_labels(jobs)
+    for g in same:
+        for i in g[1:]:
+            labels[i] += f" (end: on {g[0] + 1})"
     if handles:
         fig.legend(handles, [f"{i + 1}. {t}" for i, t in enumerate(labels)], loc="upper left",
                    bbox_to_anchor=(0.005, 0.0), fontsize=SMALL, frameon=False,
@@ -176,11 +189,9 @@ def sweep_comparison(jobs, title_text=""):
     return fig
 
 
-def _label_coinciding(ax, series, shift, rtol=0.25):
-    """Name the jobs whose lines lie on top of each other (within ``rtol`` at every layer)
-    right of their last point: "jobs 1–4"."""
-    from .style import SMALL
-
+def _coinciding(series, rtol=0.25):
+    """Groups (lists of job indices, 2 or more) whose lines lie on top of each other: within
+    ``rtol`` at every layer."""
     groups = []
     for i, v in enumerate(series):
         if not len(v) or not np.isfinite(v).all():
@@ -192,10 +203,11 @@ def _label_coinciding(ax, series, shift, rtol=0.25):
                 break
         else:
             groups.append([i])
-    for g in groups:
-        if len(g) > 1:
-            v = series[g[0]]
-            names = ", ".join(str(i + 1) for i in g)
-            ax.annotate(f"jobs {names}\n(on top of each other)", (len(v) + shift[g[-1]], v[-1]),
-                        xytext=(-4, 8), textcoords="offset points", ha="right", va="bottom",
-                        fontsize=SMALL, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+    return [g for g in groups if len(g) > 1]
+
+
+def _short_labels(jobs):
+    """Job labels without the overrides every job shares ("train.steps=600")."""
+    parts = [(j.get("label") or "").split(", ") for j in jobs]
+    common = set.intersection(*(set(p) for p in parts)) if len(parts) > 1 else set()
+    return [", ".join(x for x in p if x not in common) or "(defaults)" for p in parts]
