@@ -174,9 +174,9 @@ def test_logged_figure_in_artifacts(ui, page):
     _open(page, url, ui["shots"], "4_artifacts", "figures")
     page.get_by_text("figures", exact=True).first.click()
     page.get_by_text("grad_norm_by_layer.png", exact=True).first.click()
-    img = page.locator("img[src*='grad_norm_by_layer']").first
-    img.wait_for()
-    page.wait_for_function("(el) => el.complete && el.naturalWidth > 0", arg=img.element_handle())
+    page.get_by_text("figures/grad_norm_by_layer.png").first.wait_for()  # the preview's title
+    # the preview is an <img> of a blob: URL; the figure is 10 in at 100 dpi
+    page.wait_for_function("""() => Array.from(document.querySelectorAll('img'))
+        .some(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth === 1000)""")
     time.sleep(0.5)
     page.screenshot(path=str(ui["shots"] / "4_artifacts.png"))
-    assert img.evaluate("el => el.naturalWidth") == 1000  # the figure, at its full 10 in
