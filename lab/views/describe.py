@@ -36,13 +36,19 @@ KIND_TAG, KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
 DESCRIPTION_TAG = "mlflow.note.content"
 VIEW_KEY = "gradlab"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-LOG10, PROFILE, SUMMARY = "Log10", "Layer profile", "summary"
+LOG10, PROFILE = "Log10", "Layer profile"
+#: a run's summary numbers (the sweep table's columns) as metrics; short names, because the
+#: runs table cuts its column headers after ~12 characters
+SUMMARY_METRICS = {"final_loss": "final loss", "final_test_loss": "final test loss",
+                   "grad_first_init": "dW1 init", "grad_last_init": "dWL init",
+                   "grad_first_end": "dW1 end", "grad_last_end": "dWL end",
+                   "delta_ratio_init": "dZ1 over dZL init"}
 
 #: the runs table's columns: what a sweep's rows are compared by
-RUN_COLUMNS = ("tags.`status`", "tags.`diverged_at_step`", f"metrics.`{SUMMARY}/final_loss`",
-               f"metrics.`{SUMMARY}/grad_first_init`", f"metrics.`{SUMMARY}/grad_last_init`",
-               f"metrics.`{SUMMARY}/grad_first_end`", f"metrics.`{SUMMARY}/grad_last_end`",
-               "attributes.`Duration`")
+RUN_COLUMNS = ("tags.`status`", "tags.`diverged_at_step`",
+               *(f"metrics.`{SUMMARY_METRICS[k]}`" for k in
+                 ("final_loss", "grad_first_init", "grad_last_init", "grad_first_end",
+                  "grad_last_end")))
 
 
 def runs_view_state():
@@ -213,8 +219,8 @@ def end_of_run_metrics(history, summary):
 
     - ``Layer profile/log10 dW init`` (and ``dW end``, ``dZ init``, ``dZ end``), step = layer
       l = 1..L: MLflow's line chart is then the norm against depth;
-    - ``summary/final_loss``, ``summary/grad_first_init`` ... (the sweep table's columns), at the
-      last step: the runs table shows them as columns."""
+    - ``final loss``, ``dW1 init``, ``dWL end`` ... (``SUMMARY_METRICS``: the sweep table's
+      columns), at the last step: the runs table shows them as columns."""
     from .history import depth_of, last_finite_row, layer_series
 
     depth = depth_of(history)
@@ -225,9 +231,7 @@ def end_of_run_metrics(history, summary):
         for row, when in ((0, "init"), (end, "end")):
             profile[f"{PROFILE}/log10 {_SHORT[stat]} {when}"] = _log10(
                 layer_series(history, stat, depth, row))
-    keys = ("final_loss", "final_test_loss", "grad_first_init", "grad_last_init",
-            "grad_first_end", "grad_last_end", "delta_ratio_init")
-    scalars = {f"{SUMMARY}/{k}": np.array([_number(summary.get(k))]) for k in keys
+    scalars = {name: np.array([_number(summary.get(k))]) for k, name in SUMMARY_METRICS.items()
                if _number(summary.get(k)) is not None}
     last_step = np.array([int(history["step"][-1])])
     return [(profile, layers), (scalars, last_step)]
