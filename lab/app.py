@@ -168,7 +168,8 @@ def _train_and_record(cfg, ctx, tracker, ds=None):
     (ctx.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     if tracker is not None:
         tracker.log_artifact(ctx.output_dir / "summary.json")
-        for block in describe.end_of_run_metrics(history, summary): tracker.log_metrics(*block)
+        for block in describe.end_of_run_metrics(history, summary):
+            tracker.log_metrics(*block)
         if tracking.get("figures", True):
             # rendered beside the next job; joblib/Ray workers draw their own (they may exit)
             figure_worker.submit(tracker.uri, tracker.run_id, ctx.output_dir, cfg,

@@ -9,9 +9,9 @@ from matplotlib.figure import Figure
 
 import lab
 from lab.init import init_weights
+from lab.train import BatchSchedule
 from lab.views.activations import activation_histograms_by_layer
 from lab.views.dataset import data_figures, decision_boundary, misclassified_digits
-from lab.train import BatchSchedule
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
