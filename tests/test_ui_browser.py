@@ -133,6 +133,20 @@ def test_runs_list_shows_parent_children_and_summary_columns(ui, page):
     assert any("status" in h for h in header), header
 
 
+def test_chart_view_compares_runs_layer_by_layer(ui, page):
+    url = describe.runs_view_url(ui["base"], ui["exp"].experiment_id) + f"&{ML}"
+    _open(page, url, ui["shots"], "5_chart_view", f"init.gain={GAINS[0]}")
+    page.evaluate("() => document.querySelector('input[name=runs-view-mode][value=CHART]').click()")
+    page.get_by_text(describe.PROFILE, exact=True).first.wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    time.sleep(2.0)
+    page.screenshot(path=str(ui["shots"] / "5_chart_view.png"))
+    first = page.evaluate("""() => (document.querySelector('.js-plotly-plot').data || [])
+        .map(t => Array.from(t.y || []))""")
+    lines = {tuple(round(v, 6) for v in y) for y in first if len(y) == 10}
+    assert len(lines) == 2, first  # one line per child (the parent has no per-layer data)
+
+
 def test_child_run_per_layer_chart_has_distinct_nonzero_values(ui, page):
     run = ui["runs"][GAINS[0]]
     url = (f"{ui['base']}/#/experiments/{ui['exp'].experiment_id}/runs/{run.info.run_id}"

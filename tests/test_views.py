@@ -55,7 +55,7 @@ def test_run_description_names_the_configuration():
     text = describe.run_description(_cfg("identity"), "init.gain=1.5", "exploding_identity")
     for words in ("init.gain=1.5", "exploding_identity", "10-layer identity net",
                   "identity init with gain 1.5", "sgd (lr 0.01)", "full batches", "y = x",
-                  "2000 steps", "Model metrics", "Layer profile"):
+                  "2000 steps", "Model metrics", "**Depth**"):
         assert words in text, words
 
 
@@ -93,7 +93,7 @@ def test_end_of_run_metrics_profile_and_summary(exploding_runs):
     jobs, histories = exploding_runs
     (profile, layers), (scalars, step) = describe.end_of_run_metrics(histories[0], jobs[0])
     assert layers.tolist() == list(range(1, 11))
-    dz = profile["Layer profile/log10 dZ init"]
+    dz = profile["Depth/log10 dZ init"]
     np.testing.assert_allclose(np.diff(dz), np.log10(2.0), rtol=1e-6)  # ‖dZ[l]‖ ∝ gain^(L-l)
     assert scalars["final loss"][0] == pytest.approx(jobs[0]["final_loss"])
     assert step.tolist() == [int(histories[0]["step"][-1])]

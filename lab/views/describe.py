@@ -18,7 +18,7 @@ What MLflow 3's UI reads (facts from its source, MLflow 3.17):
 
 So per-layer norms also go to the store as base-10 logarithms (``Log10/...``: a vanishing
 run at 1e-15 and a diverged one at 1e30 share one readable axis, and the section is the first
-on a run's "Model metrics" tab), and once per run as a depth profile (``Layer profile/...``,
+on a run's "Model metrics" tab), and once per run as a depth profile (``Depth/...``,
 step = layer index: the chart is the norm against depth, one line per run in the
 experiment's chart view).
 """
@@ -36,7 +36,7 @@ KIND_TAG, KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
 DESCRIPTION_TAG = "mlflow.note.content"
 VIEW_KEY = "gradlab"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-LOG10, PROFILE = "Log10", "Layer profile"
+LOG10, PROFILE = "Log10", "Depth"  # section names: upper case sorts first
 #: a run's summary numbers (the sweep table's columns) as metrics; short names, because the
 #: runs table cuts its column headers after ~12 characters
 SUMMARY_METRICS = {"final_loss": "final loss", "final_test_loss": "final test loss",
@@ -53,11 +53,10 @@ RUN_COLUMNS = ("tags.`status`", "tags.`diverged_at_step`",
 
 def runs_view_state():
     """The runs page's state (a JSON-able dict) stored under ``VIEW_TAG``: the summary columns,
-    runs sorted by name (a flat list: the sweep's parent and every child visible), the table
-    beside the charts."""
+    runs sorted by name (a flat list: the sweep's parent and every child visible), every run
+    drawn in the chart view (MLflow's default is the first 10)."""
     return {"selectedColumns": list(RUN_COLUMNS), "orderByKey": "tags.`mlflow.runName`",
-            "orderByAsc": True, "compareRunsMode": "TABLE", "hideEmptyCharts": True,
-            "chartsSearchFilter": ""}
+            "orderByAsc": True, "runsHiddenMode": "SHOW_ALL", "hideEmptyCharts": True}
 
 
 def runs_view_url(base_url, experiment_id):
@@ -78,10 +77,11 @@ def experiment_tags(name, repo_root=None):
 
 
 _WHERE_TO_CLICK = (
-    "Per-layer charts: click a run's name, then the **Model metrics** tab: the first section, "
-    "**Layer profile**, plots log10 of each layer's gradient norm against the layer (step = "
-    "layer); **Log10** holds every layer's norm over training. Compare runs: the **Chart** "
-    "view above the table (same sections, one line per run).")
+    "Per-layer charts: click a run's name, then its **Model metrics** tab. The first section, "
+    "**Depth**, plots log10 of each layer's norm against the layer (x axis *Step* = layer l; "
+    "dW = gradient, dZ = backpropagated error, at init and at the end); **Log10** holds every "
+    "layer's norm over training. All runs in one chart: the chart button (second of the three "
+    "view buttons left of the search box), same sections, one line per run.")
 
 
 def study_question(name, repo_root):
@@ -170,7 +170,7 @@ def run_description(cfg, label="", experiment=""):
         parts.append(f"**{label}**" + (f" — a job of the **{experiment}** sweep" if experiment
                                        and experiment != "default" else ""))
     parts.append(run_summary_line(cfg))
-    parts.append("Per-layer charts: **Model metrics** tab → section **Layer profile** (log10 of "
+    parts.append("Per-layer charts: **Model metrics** tab → section **Depth** (log10 of "
                  "each layer's gradient norm at init and at the end, step = layer) and **Log10** "
                  "(every layer over training). Figures: **Artifacts** → `figures/`.")
     return "\n\n".join(parts)
@@ -217,7 +217,7 @@ def with_log10(metrics):
 def end_of_run_metrics(history, summary):
     """Blocks ``(metrics, steps)`` logged once a run has finished:
 
-    - ``Layer profile/log10 dW init`` (and ``dW end``, ``dZ init``, ``dZ end``), step = layer
+    - ``Depth/log10 dW init`` (and ``dW end``, ``dZ init``, ``dZ end``), step = layer
       l = 1..L: MLflow's line chart is then the norm against depth;
     - ``final loss``, ``dW1 init``, ``dWL end`` ... (``SUMMARY_METRICS``: the sweep table's
       columns), at the last step: the runs table shows them as columns."""
@@ -339,7 +339,7 @@ def sweep_description(name, jobs, question=None, fixed=None):
                  "Figure: **Artifacts** → `figures/sweep_comparison.png`. Metrics `by job/...`: "
                  "one value per job, step = the job's number in the table. Per-layer charts of "
                  "a job: click it in the runs list (this run's children), **Model metrics** "
-                 "tab, section **Layer profile**.")
+                 "tab, section **Depth**.")
     return "\n\n".join(parts)
 
 
