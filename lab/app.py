@@ -123,7 +123,7 @@ def run_job(cfg, ctx: JobContext):
         tracker = track.RunTracker(uri, ctx.experiment, run_name=ctx.label or None,
                                    params=track.flatten_params(describe.applicable_config(cfg)), tags={**tags, **describe.run_tags(cfg, ctx.label, ctx.experiment)},
                                    parent_run_id=parent_id).start()
-        tracker.set_experiment_tags(describe.experiment_tags(ctx.experiment, ctx.repo_root))
+        tracker.set_experiment_tags(describe.experiment_tags(ctx.experiment, ctx.repo_root, tracker.experiment_id))
     if tracker is None:
         return _train_and_record(cfg, ctx, None, ds)
     with tracker:

@@ -244,7 +244,7 @@ class SweepCallback(Callback):
         self.parent = track.SweepParent.open(uri, name, sweep_dir, run_name=name,
                                              tags={"experiment": name, "jobs_total": total,
                                                    "sweep": "parent"})
-        self.parent.set_experiment_tags(describe.experiment_tags(name, REPO_ROOT))
+        self.parent.set_experiment_tags(describe.experiment_tags(name, REPO_ROOT, self.parent.experiment_id))
         atexit.register(self._close_if_open, "interrupted")
         log.info("sweep %s: %d jobs, parent run %s in %s", name, total, self.parent.run_id,
                  track.mask_uri(uri))

@@ -124,8 +124,12 @@ def test_experiment_tags_open_the_runs_view():
     assert view["orderByKey"] != "attributes.start_time"  # sorted otherwise: a flat list
     assert "**Question" not in tags[describe.DESCRIPTION_TAG] and "Model metrics" in \
         tags[describe.DESCRIPTION_TAG]
-    assert describe.runs_view_url("http://h:5000/", "3") == \
-        "http://h:5000/#/experiments/3/runs?viewStateShareKey=gradlab"
+    assert describe.runs_view_url("http://h:5000/", "3") == ("http://h:5000/#/experiments/3/runs"
+                                                             "?viewStateShareKey=gradlab&"
+                                                             "workflowType=machine_learning")
+    linked = describe.experiment_tags("default", None, "7")[describe.DESCRIPTION_TAG]
+    assert "(/#/experiments/7/runs?viewStateShareKey=gradlab&workflowType=machine_learning)" in \
+        linked
 
 
 # --- figures -------------------------------------------------------------------------------------

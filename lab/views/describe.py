@@ -60,19 +60,27 @@ def runs_view_state():
 
 
 def runs_view_url(base_url, experiment_id):
-    """Where a user lands on the lab's view of an experiment's runs."""
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+    """Where a user lands on the lab's view of an experiment's runs (``base_url`` "" gives the
+    in-app link). ``workflowType=machine_learning`` picks MLflow 3.17's "Model training" side
+    (its default is GenAI, remembered per browser); older versions ignore it."""
+    return (f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey="
+            f"{VIEW_KEY}&workflowType=machine_learning")
 
 
-def experiment_tags(name, repo_root=None):
-    """Tags that make the UI open the experiment on its runs, with the lab's table view and,
-    for a named study, its question as the experiment's description."""
+def experiment_tags(name, repo_root=None, experiment_id=None):
+    """Tags that make the UI open the experiment on its training runs, the lab's table view,
+    and a description: the study's question (for a named study), a link to that view (given
+    the experiment's id) and where to click for the per-layer charts."""
     import json
 
     tags = {KIND_TAG: KIND_TRAINING, VIEW_TAG: json.dumps(runs_view_state())}
     question = study_question(name, repo_root) if repo_root else None
-    if question:
-        tags[DESCRIPTION_TAG] = f"**{name}.** {question}\n\n{_WHERE_TO_CLICK}"
+    parts = [f"**{name}.** {question}"] if question else []
+    if experiment_id is not None:
+        parts.append(f"[Open the runs table with the lab's columns]"
+                     f"({runs_view_url('', experiment_id)}) (every run of each sweep, its "
+                     "status, final loss and first/last layer gradient norms at init and end).")
+    tags[DESCRIPTION_TAG] = "\n\n".join(parts + [_WHERE_TO_CLICK])
     return tags
 
 
