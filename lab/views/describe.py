@@ -75,11 +75,13 @@ def experiment_tags(name, repo_root=None, experiment_id=None):
 
     tags = {KIND_TAG: KIND_TRAINING, VIEW_TAG: json.dumps(runs_view_state())}
     question = study_question(name, repo_root) if repo_root else None
-    parts = [f"**{name}.** {question}"] if question else []
-    if experiment_id is not None:
-        parts.append(f"[Open the runs table with the lab's columns]"
-                     f"({runs_view_url('', experiment_id)}) (every run of each sweep, its "
-                     "status, final loss and first/last layer gradient norms at init and end).")
+    parts = []
+    if experiment_id is not None:  # first: the line MLflow shows while the text is folded
+        parts.append(f"**[Open the runs table with the lab's columns]"
+                     f"({runs_view_url('', experiment_id)})**: every run of each sweep, its "
+                     "status, final loss and first/last layer gradient norms at init and end.")
+    if question:
+        parts.append(f"**{name}.** {question}")
     tags[DESCRIPTION_TAG] = "\n\n".join(parts + [_WHERE_TO_CLICK])
     return tags
 
