@@ -10,6 +10,7 @@ without Chromium or Playwright (``.ci/install-browser`` installs Chromium where 
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -82,12 +83,12 @@ def ui(tmp_path_factory):
         runs = {("parent" if r.data.tags.get("sweep") == "parent" else
                  r.data.params.get("init.gain")): r for r in client.search_runs([exp.experiment_id])}
         yield {"base": base, "exp": exp, "runs": runs, "shots": tmp / "screenshots"}
-    finally:
-        server.terminate()
+    finally:  # the server and its uvicorn worker: their own process group
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
         print(f"\nUI screenshots: {tmp / 'screenshots'}")
 
 

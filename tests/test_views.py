@@ -187,3 +187,12 @@ def test_sweep_comparison_styles_legend_and_overlaps(exploding_runs):
     assert all(box.y1 <= ax.get_window_extent().y0 for ax in fig.axes)  # below the data
     assert "on top of each other" in " ".join(t.get_text() for t in fig.axes[1].texts)
     plt.close(fig)
+
+
+def test_where_to_look_lists_each_studys_view_and_the_clicks():
+    text = describe.where_to_look({"exploding_identity": "2", "vanishing_sigmoid": "1"})
+    assert ("exploding_identity  http://127.0.0.1:5000/#/experiments/2/runs?viewStateShareKey="
+            "gradlab&workflowType=machine_learning") in text
+    assert "/#/experiments/1/runs?" in text
+    for click in ('"Model metrics"', '"Depth"', '"Log10"', '"Model training"', "Overview"):
+        assert click in text

@@ -389,3 +389,24 @@ def sweep_record(name, jobs, config, repo_root=None):
     return {"params": fixed,
             "tags": {DESCRIPTION_TAG: sweep_description(name, jobs, question, fixed)},
             "metrics": sweep_metrics(jobs)}
+
+
+UI_URL = "http://127.0.0.1:5000"  # `make ui`
+
+
+def where_to_look(experiment_ids, base_url=UI_URL):
+    """What ``make demo`` prints last: for each study (name -> experiment id) the link to the
+    lab's runs view, then where to click for the per-layer charts."""
+    width = max((len(n) for n in experiment_ids), default=0)
+    links = "\n".join(f"  {name:<{width}}  {runs_view_url(base_url, eid)}"
+                      for name, eid in experiment_ids.items())
+    return f"""MLflow UI: `make ui`, then open (each link: a study's runs, flat, with the lab's columns)
+{links}
+  Per-layer charts: click a run's name -> "Model metrics" tab -> section "Depth" (log10 of each
+    layer's gradient norm dW and backpropagated error dZ against the layer: the x axis "Step"
+    is the layer; at init and at the end), then "Log10" (every layer over training).
+  All runs in one chart: the chart button (second of the three view buttons left of the
+    search box) -> section "Depth".
+  What a sweep found: click its parent run (named after the study) -> Overview (summary table,
+    the study's question); figures/ under "Artifacts".
+  Without these links: http://127.0.0.1:5000 -> "Model training" (top left) -> a study."""
