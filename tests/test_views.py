@@ -196,3 +196,12 @@ def test_where_to_look_lists_each_studys_view_and_the_clicks():
     assert "/#/experiments/1/runs?" in text
     for click in ('"Model metrics"', '"Depth"', '"Log10"', '"Model training"', "Overview"):
         assert click in text
+
+
+def test_ui_metrics_are_told_apart_from_the_contracts(exploding_runs):
+    jobs, histories = exploding_runs
+    logged = set(describe.with_log10({"grad_norm/layer_01": np.ones(2), "loss/train": np.ones(2)}))
+    for block, _ in describe.end_of_run_metrics(histories[0], jobs[0]):
+        logged |= set(block)
+    assert {n for n in logged if not describe.is_ui_metric(n)} == {"grad_norm/layer_01",
+                                                                   "loss/train"}

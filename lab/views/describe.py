@@ -255,6 +255,12 @@ def _number(x):
     return x if math.isfinite(x) else None
 
 
+def is_ui_metric(name):
+    """True for the metrics logged only for MLflow's charts and table (``Log10/...``,
+    ``Depth/...``, the summary numbers), not the per-step contract of DESIGN.md."""
+    return name.startswith((f"{LOG10}/", f"{PROFILE}/")) or name in SUMMARY_METRICS.values()
+
+
 # --- a sweep -------------------------------------------------------------------------------------
 
 def _label_items(label):
