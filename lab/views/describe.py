@@ -1,26 +1,28 @@
 """What the MLflow UI shows about a run, a sweep and an experiment: pure functions, no MLflow.
 
-What MLflow 3's UI reads (facts from its source, MLflow 3.17):
+What MLflow 3's UI reads (facts from its source and checked in Chromium, MLflow 3.17):
 
-- experiment tag ``mlflow.experimentKind``: ``custom_model_development`` opens the
-  experiment on its training runs (without it MLflow 3 guesses and may land on the GenAI
-  overview of traces);
+- which side of the UI an experiment opens on: in 3.17 a global switch, *GenAI* (the
+  default: an empty traces overview) or *Model training* (the runs), kept per browser and
+  settable by the URL parameter ``workflowType=machine_learning``; earlier 3.x releases read
+  the experiment tag ``mlflow.experimentKind`` (``custom_model_development``: training runs).
+  The lab sets the tag and puts the parameter in every link it prints;
 - tag ``mlflow.note.content`` (run or experiment): the description, rendered as Markdown on
-  the run's overview page and above the experiment's runs;
+  the run's overview page and above the experiment's runs (links work);
 - experiment tag ``mlflow.sharedViewState.<key>`` holds a view of the runs page as JSON
-  (visible columns, sort order, chart sections); the URL
+  (visible columns, sort order, which runs the charts draw); the URL
   ``#/experiments/<id>/runs?viewStateShareKey=<key>`` opens it. Which runs are expanded is
   not part of a shared view, but a list sorted by anything other than the start time is
   shown flat, so a sweep's parent and all its children are visible at once;
 - metric charts are grouped in sections named after the part of the key before ``/``,
-  sections sorted by code point (upper case before lower case) and every chart in a linear,
-  self-scaled y axis.
+  sections sorted by code point (upper case before lower case), every chart on a linear,
+  self-scaled y axis, and chart titles cut after ~16 characters.
 
-So per-layer norms also go to the store as base-10 logarithms (``Log10/...``: a vanishing
-run at 1e-15 and a diverged one at 1e30 share one readable axis, and the section is the first
-on a run's "Model metrics" tab), and once per run as a depth profile (``Depth/...``,
-step = layer index: the chart is the norm against depth, one line per run in the
-experiment's chart view).
+So per-layer norms also go to the store as base-10 logarithms (``Log10/dW layer 01``...: a
+vanishing run at 1e-15 and a diverged one at 1e30 share one readable axis), and once per run
+as a depth profile (``Depth/log10 dZ init``..., step = layer l: the chart is the norm against
+depth, one line per run in the experiment's chart view); ``Depth`` and ``Log10`` are the
+first two sections on a run's "Model metrics" tab.
 """
 
 import inspect
