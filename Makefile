@@ -27,8 +27,9 @@ test: $(STAMP)  ## the whole test suite (CUDA parts on the simulator)
 test-fast: $(STAMP)  ## the suite without tests marked slow
 	$(BIN)/python -m pytest -q -m "not slow"
 
-ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000 (loopback only)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000
+ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000 (loopback only; no background job workers)
+	@echo "MLflow UI: open http://127.0.0.1:5000, click 'Model training' (top left), then a study; README.md, 'MLflow UI', says where to click"
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000
 
 server: $(STAMP)  ## MLflow tracking server for parallel launchers (127.0.0.1:5001, SQLite backend)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --artifacts-destination $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5001

@@ -22,6 +22,7 @@ from .progress import RunProgress
 from .schema import ConfigError, validate
 from .summary import job_summary
 from .train import activation_ranges, assemble_history, layer_key, train
+from .views import describe
 
 log = logging.getLogger("lab")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +61,7 @@ class ChunkSink:
             self.chunks.append(chunk)
             if self.tracker is not None:
                 rows = logged_rows(chunk)
-                self.tracker.log_metrics(chunk.metrics(self.depth, self.classifier, rows),
+                self.tracker.log_metrics(describe.with_log10(chunk.metrics(self.depth, self.classifier, rows)),
                                          chunk.steps[rows])
                 if chunk.evals:
                     self.tracker.log_metrics(
@@ -92,8 +93,9 @@ def run_job(cfg, ctx: JobContext):
             parent_id = parent.run_id
         tags = {"backend": cfg["backend"], "experiment": ctx.experiment, "status": "running"}
         tracker = track.RunTracker(uri, ctx.experiment, run_name=ctx.label or None,
-                                   params=track.flatten_params(cfg), tags=tags,
+                                   params=track.flatten_params(describe.applicable_config(cfg)), tags={**tags, **describe.run_tags(cfg, ctx.label, ctx.experiment)},
                                    parent_run_id=parent_id).start()
+        tracker.set_experiment_tags(describe.experiment_tags(ctx.experiment, ctx.repo_root, tracker.experiment_id))
     if tracker is None:
         return _train_and_record(cfg, ctx, None, ds)
     with tracker:
@@ -138,6 +140,8 @@ def _train_and_record(cfg, ctx, tracker, ds=None):
     (ctx.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     if tracker is not None:
         tracker.log_artifact(ctx.output_dir / "summary.json")
+        for block in describe.end_of_run_metrics(history, summary):
+            tracker.log_metrics(*block)
         if tracking.get("figures", True):
             # rendered beside the next job; joblib/Ray workers draw their own (they may exit)
             figure_worker.submit(tracker.uri, tracker.run_id, ctx.output_dir, cfg,

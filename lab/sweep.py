@@ -29,6 +29,7 @@ from .build import make_data
 from .plots import sweep_comparison
 from .schema import ConfigError, validate
 from .summary import table_csv, table_text
+from .views import describe
 
 log = logging.getLogger("lab")
 TOTAL_FILE = ".gradlab_jobs_total"
@@ -244,6 +245,7 @@ class SweepCallback(Callback):
         self.parent = track.SweepParent.open(uri, name, sweep_dir, run_name=name,
                                              tags={"experiment": name, "jobs_total": total,
                                                    "sweep": "parent"})
+        self.parent.set_experiment_tags(describe.experiment_tags(name, REPO_ROOT, self.parent.experiment_id))
         atexit.register(self._close_if_open, "interrupted")
         log.info("sweep %s: %d jobs, parent run %s in %s", name, total, self.parent.run_id,
                  track.mask_uri(uri))
@@ -265,6 +267,7 @@ class SweepCallback(Callback):
             counts = {s: sum(j["status"] == s for j in jobs)
                       for s in ("completed", "diverged", "failed", "interrupted")}
             self.parent.set_tags({f"jobs_{k}": v for k, v in counts.items()})
+            self.parent.record(**describe.sweep_record(name, jobs, config, REPO_ROOT))
             print(f"\n{name}: {len(jobs)} runs (parent run {self.parent.run_id})\n"
                   + table_text(jobs), flush=True)
         finally:

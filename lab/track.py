@@ -819,6 +819,27 @@ class _RunHandle:
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         self.client.log_figure(self.run_id, figure, artifact_file)
 
+    def record(self, params=None, tags=None, metrics=()) -> None:
+        """Params (nested or flat), tags, and metric blocks ``[(name -> values, steps)]``
+        written at once (non-finite values skipped); for a run that is not training."""
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, int(s)) for block, steps in metrics
+                 for k, values in block.items() for v, s in zip(values, steps) if np.isfinite(v)]
+        for chunk in _chunks(items, MAX_METRICS_PER_BATCH):
+            _retry(lambda c=chunk: self.client.log_batch(self.run_id, metrics=c), "log_metrics")
+        flat = [Param(k, v) for k, v in flatten_params(params or {}).items()]
+        for chunk in _chunks(flat, MAX_PARAMS_TAGS_PER_BATCH):
+            _retry(lambda c=chunk: self.client.log_batch(self.run_id, params=c), "log_params")
+        self.set_tags(tags or {})
+
+    def set_experiment_tags(self, tags: Mapping[str, Any]) -> None:
+        """Tags of the run's experiment (what kind it is, its description, saved views)."""
+        for key, value in tags.items():
+            _retry(lambda k=key, v=value: self.client.set_experiment_tag(
+                self.experiment_id, k, str(v)), "set_experiment_tag")
+
     def _terminate(self, status: str) -> None:
         if status not in STATUS_TO_MLFLOW:
             raise ValueError(f"unknown run status {status!r}; valid: {', '.join(STATUS_TO_MLFLOW)}")

@@ -9,13 +9,9 @@ from matplotlib.figure import Figure
 
 import lab
 from lab.init import init_weights
-from lab.plots_data import (
-    activation_histograms_by_layer,
-    data_figures,
-    decision_boundary,
-    misclassified_digits,
-)
 from lab.train import BatchSchedule
+from lab.views.activations import activation_histograms_by_layer
+from lab.views.dataset import data_figures, decision_boundary, misclassified_digits
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -184,9 +180,14 @@ def test_activation_histograms_by_layer(digits_run):
     before = len(plt.get_fignums())
     fig = activation_histograms_by_layer(history, "digits", moments=3)
     assert len(fig.axes) == 3 + 2  # one panel per moment, saturation and std over training
-    first = fig.axes[0]
+    first, last = fig.axes[0], fig.axes[2]
     assert len(first.patches) == 2  # hidden layers only: the softmax output is left out
-    assert "|a| ≥ 0.95" in first.get_legend().get_title().get_text()
+    legend = last.get_legend()  # one legend, right of the last panel: outside the data
+    assert "|a| ≥ 0.95" in legend.get_title().get_text()
+    assert [t.get_text().count("→") for t in legend.get_texts()] == [2, 2]  # 3 moments
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    assert all(box.x0 >= ax.get_window_extent().x1 for ax in fig.axes[:3])
     with_output = activation_histograms_by_layer(history, moments=2, include_output=True)
     assert len(with_output.axes) == 2 + 2 and len(with_output.axes[0].patches) == 3
     loaded = dict(np.load(io.BytesIO(_npz(history))))  # as read back from history.npz
