@@ -20,9 +20,9 @@ from . import figure_worker, track
 from .build import build, make_data
 from .progress import RunProgress
 from .schema import ConfigError, validate
-from .summary import job_summary
 from .train import activation_ranges, assemble_history, layer_key, train
 from .views import describe
+from .views.sweep import job_summary
 
 log = logging.getLogger("lab")
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ from mlflow.tracking import MlflowClient
 
 from . import track
 from .app import REPO_ROOT
-from .summary import table_text
 from .sweep import latest_sweep
+from .views.sweep import table_text
 
 STUDIES = ("exploding_identity", "vanishing_sigmoid")
 

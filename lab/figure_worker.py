@@ -24,8 +24,8 @@ def figures_of_run(out_dir, cfg, title):
     import numpy as np
 
     from .build import build
-    from .plots import run_figures
-    from .plots_data import data_figures
+    from .views.dataset import data_figures
+    from .views.training import run_figures
 
     out_dir = Path(out_dir)
     with np.load(out_dir / "history.npz") as data:

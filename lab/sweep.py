@@ -26,10 +26,9 @@ from omegaconf import OmegaConf, open_dict
 from . import figure_worker, track
 from .app import REPO_ROOT
 from .build import make_data
-from .plots import sweep_comparison
 from .schema import ConfigError, validate
-from .summary import table_csv, table_text
 from .views import describe
+from .views.sweep import sweep_comparison, table_csv, table_text
 
 log = logging.getLogger("lab")
 TOTAL_FILE = ".gradlab_jobs_total"

@@ -8,9 +8,9 @@ import pytest
 
 import lab
 from lab.views import describe
-from lab.views.history import loss_curves, run_figures
 from lab.views.style import JOB_STYLES, log_axis
 from lab.views.sweep import job_summary, sweep_comparison
+from lab.views.training import loss_curves, run_figures
 
 REPO = describe.Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..history import finite
-from ..plots import DPI, _log_axis
+from ..views.style import DPI, log_axis
 from .markdown import fmt
 
 # One colour per configuration value, the same in every figure.
@@ -83,7 +83,7 @@ def clip_diverged(ax, jobs, labels):
 def style_axes(ax, xlabel, ylabel, title=None, log_y=True, legend=True, loc="best", ncol=1):
     """Axis labels, grid, log y; ``loc="below"`` puts the legend under the axes."""
     if log_y:
-        _log_axis(ax)
+        log_axis(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

@@ -1,7 +1,7 @@
 """What a user sees: matplotlib figures and the words and numbers the MLflow UI shows.
 
 - ``style``: sizes, fonts, colours and axes shared by every figure
-- ``history``: a run's gradient and loss figures, from the arrays of ``history.npz``
+- ``training``: a run's gradient and loss figures, from the arrays of ``history.npz``
 - ``activations``: activation and error distributions by layer
 - ``dataset``: figures that need the data and the trained net (decision boundary, digits)
 - ``sweep``: per-job summaries, sweep tables and the comparison figure

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from ..train import layer_key
+from ..history import layer_key
 from .style import (
     DPI,
     NORMAL,

@@ -25,7 +25,6 @@ depth, one line per run in the experiment's chart view); ``Depth`` and ``Log10``
 first two sections on a run's "Model metrics" tab.
 """
 
-import inspect
 import math
 import re
 from pathlib import Path
@@ -116,36 +115,31 @@ def study_question(name, repo_root):
 
 # --- which params apply --------------------------------------------------------------------------
 
-#: each optimizer's own hyper-parameters (the update rules of lab/optim.py)
-OPTIMIZER_KEYS = {"sgd": ("lr",), "momentum": ("lr", "beta"), "rmsprop": ("lr", "beta2", "eps"),
-                  "adam": ("lr", "beta1", "beta2", "eps")}
 DATA_KEYS = ("name", "n_train", "n_test", "normalize")  # every data set's keys
 
 
 def data_keys(name):
-    """The config keys data set ``name`` reads: the common ones and its generator's own."""
-    from ..data import GENERATORS
+    """The config keys data set ``name`` reads: the common ones and its own options."""
+    from ..data import OPTIONS
 
-    gen = GENERATORS.get(name)
-    if gen is None:  # digits: no generator options
-        return DATA_KEYS
-    own = [p for p in inspect.signature(gen).parameters.values()
-           if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("rng", "m")]
-    return DATA_KEYS + tuple(p.name for p in own)
+    return DATA_KEYS + OPTIONS.get(name, ())
 
 
 def applicable_config(cfg):
     """The config without the keys that do not apply to this run: of ``data`` only the data
-    set's own keys, of ``optimizer`` only its own hyper-parameters. Unknown names keep every
-    key (the run then fails and says why)."""
+    set's own keys, of ``optimizer`` only its own hyper-parameters (the model layer's tables:
+    ``lab.data.OPTIONS``, ``lab.optim.HYPER_DEFAULTS``). Unknown names keep every key (the
+    run then fails and says why)."""
+    from ..optim import HYPER_DEFAULTS
+
     out = dict(cfg)
     data, opt = cfg.get("data"), cfg.get("optimizer")
     if isinstance(data, dict) and data.get("name") is not None:
         keep = data_keys(data["name"])
-        out["data"] = {k: v for k, v in data.items() if k in keep}
-    if isinstance(opt, dict) and opt.get("name") in OPTIMIZER_KEYS:
-        keep = ("name",) + OPTIMIZER_KEYS[opt["name"]]
-        out["optimizer"] = {k: v for k, v in opt.items() if k in keep}
+        out["data"] = {k: v for k, v in data.items() if k in keep and v is not None}
+    if isinstance(opt, dict) and opt.get("name") in HYPER_DEFAULTS:
+        keep = ("name", *HYPER_DEFAULTS[opt["name"]])
+        out["optimizer"] = {k: v for k, v in opt.items() if k in keep and v is not None}
     return out
 
 
@@ -161,8 +155,8 @@ def run_summary_line(cfg):
     identity init with gain 1.5, trained with sgd (lr 0.01) on full batches of y = x for 2000
     steps (mse)."."""
     m, init, opt, data, train = (cfg[k] for k in ("model", "init", "optimizer", "data", "train"))
-    hyper = ", ".join(f"{k} {opt[k]:g}" for k in OPTIMIZER_KEYS.get(opt["name"], ("lr",))
-                      if k in opt)
+    hyper = ", ".join(f"{k} {v:g}" for k, v in applicable_config(cfg)["optimizer"].items()
+                      if k != "name")
     batch = ("full batches" if train["batch_size"] == "full"
              else f"mini-batches of {train['batch_size']}")
     out = "" if m.get("output_activation", "identity") == "identity" else \
@@ -233,7 +227,7 @@ def end_of_run_metrics(history, summary):
       l = 1..L: MLflow's line chart is then the norm against depth;
     - ``final loss``, ``dW1 init``, ``dWL end`` ... (``SUMMARY_METRICS``: the sweep table's
       columns), at the last step: the runs table shows them as columns."""
-    from .history import depth_of, last_finite_row, layer_series
+    from ..history import depth_of, last_finite_row, layer_series
 
     depth = depth_of(history)
     layers = np.arange(1, depth + 1)
@@ -242,7 +236,7 @@ def end_of_run_metrics(history, summary):
     for stat in ("grad_norm", "delta_norm"):
         for row, when in ((0, "init"), (end, "end")):
             profile[f"{PROFILE}/log10 {_SHORT[stat]} {when}"] = _log10(
-                layer_series(history, stat, depth, row))
+                layer_series(history, stat, row))
     scalars = {name: np.array([_number(summary.get(k))]) for k, name in SUMMARY_METRICS.items()
                if _number(summary.get(k)) is not None}
     last_step = np.array([int(history["step"][-1])])

@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..history import finite  # noqa: E402,F401  (views import it from here)
+
 DPI = 100
 WIDTH = 10.0  # inches: 1000 px, shown at ~900 px in the UI
 SMALL, NORMAL, TITLE = 8, 9, 10  # font sizes (points)
@@ -86,14 +88,6 @@ def legend_outside(ax, **kwargs):
             "borderaxespad": 0.0, "frameon": False}
     opts.update(kwargs)
     return ax.legend(**opts)
-
-
-def finite(values, log=False):
-    """Values as float with non-finite (and, for log axes, non-positive) entries set to NaN."""
-    v = np.array(values, dtype=float)
-    bad = ~np.isfinite(v) | ((v <= 0) if log else False)
-    v[bad] = np.nan
-    return v
 
 
 def thin(n, most=600):

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .history import depth_of, last_finite_row, layer_series
+from ..history import depth_of, last_finite_row, layer_series
 
 TABLE_COLUMNS = ("label", "status", "diverged_at_step", "final_loss", "final_test_loss",
                  "grad_first_init", "grad_last_init", "grad_first_end", "grad_last_end",
@@ -26,9 +26,9 @@ def job_summary(history, *, label, status, diverged_at_step, seconds, run_id=Non
     finite_losses = losses[np.isfinite(losses)]
     test = np.asarray(history.get("loss/test", []), dtype=float)
     finite_test = test[np.isfinite(test)]
-    grad_init = layer_series(history, "grad_norm", depth, 0)
-    grad_end = layer_series(history, "grad_norm", depth, end)
-    delta_init = layer_series(history, "delta_norm", depth, 0)
+    grad_init = layer_series(history, "grad_norm", 0)
+    grad_end = layer_series(history, "grad_norm", end)
+    delta_init = layer_series(history, "delta_norm", 0)
     with np.errstate(all="ignore"):
         delta_ratio = delta_init[0] / delta_init[-1]
     return {
@@ -44,7 +44,7 @@ def job_summary(history, *, label, status, diverged_at_step, seconds, run_id=Non
         "grad_init": [_clean(v) for v in grad_init],
         "grad_end": [_clean(v) for v in grad_end],
         "delta_init": [_clean(v) for v in delta_init],
-        "delta_end": [_clean(v) for v in layer_series(history, "delta_norm", depth, end)],
+        "delta_end": [_clean(v) for v in layer_series(history, "delta_norm", end)],
         "grad_first_init": _clean(grad_init[0]),
         "grad_last_init": _clean(grad_init[-1]),
         "grad_first_end": _clean(grad_end[0]),

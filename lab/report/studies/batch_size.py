@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ...history import finite
-from ...plots import DPI
+from ...views.style import DPI
 from ..charts import Output, finish, loss_curve, plot_log, save, sorted_by, style_axes
 from ..markdown import bullets, fmt, md_table
 

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ...history import finite
-from ...plots import DPI
+from ...views.style import DPI
 from ..charts import ACT_STYLES, INIT_COLORS, Output, finish, plot_log, save, sorted_by, style_axes
 from ..markdown import fmt, md_table
 

@@ -7,7 +7,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ...plots import DPI, job_color
+from ...views.style import DPI, job_color
 from ..charts import (
     GAIN_COLORS,
     Output,

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ...history import finite
-from ...plots import DPI
+from ...views.style import DPI
 from ..charts import (
     INIT_COLORS,
     Output,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ...plots import DPI
+from ...views.style import DPI
 from ..charts import (
     INIT_COLORS,
     Output,

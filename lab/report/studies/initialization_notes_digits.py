@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ...history import finite
-from ...plots import DPI
+from ...views.style import DPI
 from ..charts import INIT_COLORS, Output, finish, loss_curve, save, sorted_by, style_axes
 from ..markdown import fmt, md_table, pct
 

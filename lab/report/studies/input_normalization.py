@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ...history import finite
-from ...plots import DPI
+from ...views.style import DPI
 from ..charts import Output, finish, loss_curve, plot_log, save, sorted_by, style_axes, thin
 from ..markdown import bullets, diverged_note, fmt, md_table, pct, step_fmt
 from ..measure import first_below

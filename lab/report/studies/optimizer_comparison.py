@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ...history import finite
-from ...plots import DPI, job_color
+from ...views.style import DPI, job_color
 from ..charts import (
     OPTIMIZER_COLORS,
     OPTIMIZER_STYLES,

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ...history import finite
-from ...plots import DPI
+from ...views.style import DPI
 from ..charts import INIT_COLORS, Output, finish, plot_log, save, sorted_by, style_axes, thin
 from ..markdown import bullets, fmt, md_table, pct
 from ..measure import SIGMOID_SLOPE_AT_0, fit_ratio, weight_variance

@@ -7,7 +7,7 @@ diverged step) and, on log axes, non-positive values are masked out.
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..train import layer_key
+from ..history import depth_of, last_finite_row, layer_key, layer_series
 from .style import (
     DPI,
     SMALL,
@@ -24,22 +24,6 @@ from .style import (
     title,
     top_margin,
 )
-
-
-def depth_of(history):
-    return sum(1 for k in history if k.startswith("grad_norm/layer_"))
-
-
-def layer_series(history, stat, depth, row):
-    """Per-layer values of ``stat`` at history row ``row`` (layer 1..L)."""
-    return np.array([history[layer_key(stat, l, depth)][row] for l in range(1, depth + 1)])
-
-
-def last_finite_row(history):
-    """The last row whose gradient norms are all finite (the end of a diverged run)."""
-    total = finite(history["grad_norm/total"])
-    ok = np.flatnonzero(np.isfinite(total))
-    return int(ok[-1]) if len(ok) else 0
 
 
 def _coincide(series, rtol=0.02):
@@ -86,7 +70,7 @@ def grad_norm_by_layer(history, title_text=""):
     for ax, stat, label in ((axes[0], "grad_norm", "‖dW[l]‖"), (axes[1], "delta_norm", "‖dZ[l]‖")):
         for row, style, when in ((0, "o--", "at init (step 0)"),
                                  (end, "s-", f"at the end (step {history['step'][end]})")):
-            v = finite(layer_series(history, stat, depth, row), log=True)
+            v = finite(layer_series(history, stat, row), log=True)
             if has_points(v):
                 ax.plot(layers, v, style, label=when)
         log_axis(ax)
