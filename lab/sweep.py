@@ -75,11 +75,14 @@ def experiment_name(cfg, choices=None):
 
 def count_jobs(config):
     """Number of jobs the basic sweeper will launch: product of the sweep lengths."""
-    overrides = list(config.hydra.overrides.task)
     params = config.hydra.sweeper.get("params") or {}
-    overrides += [f"{k}={v}" for k, v in params.items()]
+    parser = OverridesParser.create()
+    by_key = {}  # a key swept on the command line replaces the study's own sweep of it
+    for override in parser.parse_overrides([f"{k}={v}" for k, v in params.items()]
+                                           + list(config.hydra.overrides.task)):
+        by_key[override.key_or_group] = override
     total = 1
-    for override in OverridesParser.create().parse_overrides(overrides):
+    for override in by_key.values():
         if override.is_sweep_override():
             total *= len(list(override.sweep_string_iterator()))
     return total

@@ -334,3 +334,22 @@ def test_settings_that_do_not_apply_are_refused():
 def test_a_config_that_cannot_fit_in_memory_is_refused():
     bad(["model.depth=1000000"], r"^this run needs about .* GB of memory \(history: .*\) but "
                                  r"the limit is", n_x=2, n_y=2)
+
+
+def test_a_command_line_sweep_replaces_the_studys_sweep_of_the_same_key():
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from lab.sweep import count_jobs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        def jobs(*overrides):
+            cfg = GlobalHydra.instance().hydra.compose_config(
+                "config", overrides=["+experiment=exploding_identity", *overrides],
+                run_mode=RunMode.MULTIRUN, with_log_configuration=False)
+            return count_jobs(cfg)
+
+        assert jobs() == 5  # the study's own init.gain sweep
+        assert jobs("init.gain=0.5,1.5") == 2  # replaced, not multiplied (was 10)
+        assert jobs("seed=0,1") == 10  # another key multiplies
