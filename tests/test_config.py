@@ -21,6 +21,7 @@ from lab.schema import (
     register_configs,
     validate,
 )
+from lab.sweep import experiment_name
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "experiment")
@@ -148,11 +149,12 @@ def test_every_group_option_composes(group, option):
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_composes_and_its_sweep_is_valid(name):
     text = (CONF / "experiment" / f"{name}.yaml").read_text()
-    assert text.startswith("# @package _global_\n")
-    assert f"python -m lab -m +experiment={name}" in text
+    # the template's habit: the package line, then the command that runs the study
+    assert text.startswith(f"# @package _global_\n# Run: python -m lab -m +experiment={name}\n")
 
     cfg = make([f"+experiment={name}"], hydra=True)
-    assert cfg.tracking.experiment == name
+    assert cfg.tracking.experiment is None  # the MLflow experiment is named after the study
+    assert experiment_name(cfg, cfg.hydra.runtime.choices) == name
     params = cfg.hydra.sweeper.params
     assert params, "an experiment sweeps something"
     for key in params:
