@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .kernels.chunk import ChunkBuffers
+from .kernels.chunk import activation_ranges as _activation_ranges
 from .kernels.codes import (
-    ACT_HIST_RANGE,
     DELTA_LOG10_RANGE,
-    HIST_BINS,
     LAYER_STAT_NAMES,
     S_ACCURACY,
     SCALAR_NAMES,
@@ -129,8 +129,7 @@ class TrainResult:
 
 
 def activation_ranges(net):
-    codes = [net.hidden_code] * (net.depth - 1) + [net.output_code]
-    return np.array([ACT_HIST_RANGE[c] for c in codes], dtype=np.float64)
+    return _activation_ranges(net.hidden_code, net.output_code, net.depth)
 
 
 def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
@@ -151,9 +150,8 @@ def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
     schedule = BatchSchedule(m, resolve_batch_size(batch_size, m), seed)
     logged = log_steps(int(steps), log_every)
     bounds = np.append(logged, steps)
-    hyper = optimizer.hyper(divergence_threshold)
-    vel, sq = optimizer.state_for(net.theta)
-    act_range = activation_ranges(net)
+    buffers = ChunkBuffers(net, optimizer, X, Y, loss_code, divergence_threshold)
+    act_range = buffers.act_range
     classifier = loss != "mse"
     L = net.depth
 
@@ -167,18 +165,11 @@ def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
             evals["loss/test"] = float(test_loss)
             if classifier:
                 evals["accuracy/test"] = float(test_acc)
-        order, starts, counts = schedule.chunk(int(t0), int(t1))
-        n = len(starts)
-        scalars = np.zeros((n, len(SCALAR_NAMES)))
-        layer_stats = np.zeros((n, len(LAYER_STAT_NAMES), L))
-        hist_act = np.zeros((L, HIST_BINS), np.int64)
-        hist_delta = np.zeros((L, HIST_BINS), np.int64)
-        done, diverged = net.kernels.train_chunk(
-            net.theta, vel, sq, *net.layout, loss_code, optimizer.code, hyper, optimizer.t,
-            X, Y, order, starts, counts, scalars, layer_stats, hist_act, hist_delta, act_range)
-        optimizer.t += int(done) - int(bool(diverged))
-        chunk = Chunk(np.arange(t0, t0 + done), scalars[:done], layer_stats[:done], evals,
-                      hist_act, hist_delta, bool(diverged), time.perf_counter() - started)
+        out = buffers.run(*schedule.chunk(int(t0), int(t1)))
+        done, diverged = out.done, out.diverged
+        chunk = Chunk(np.arange(t0, t0 + done), out.scalars[:done], out.layer_stats[:done],
+                      evals, out.hist_act, out.hist_delta, diverged,
+                      time.perf_counter() - started)
         seconds += chunk.seconds
         chunks.append(chunk)
         if on_chunk is not None:
