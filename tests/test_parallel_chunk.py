@@ -16,9 +16,10 @@ from lab.kernels.threads import ChunkPlan
 THREADS = (1, 2, 3, 8)  # 8 on a 2-core machine: more claimers than cores
 
 
-def _chunk_run(net, loss, X, Y, schedule, **speed):
+def _chunk_run(net, loss, X, Y, schedule, optimizer=("adam", 1e-3), **speed):
     """One training chunk through the shared ChunkBuffers; (theta, outputs..., (done, div))."""
-    buffers = ChunkBuffers(net, lab.Optimizer("adam", lr=1e-3), X, Y, net.loss_code(loss))
+    buffers = ChunkBuffers(net, lab.Optimizer(optimizer[0], lr=optimizer[1]), X, Y,
+                           net.loss_code(loss))
     out = buffers.run(*schedule, **speed)
     return (net.theta.copy(), out.scalars, out.layer_stats, out.hist_act, out.hist_delta,
             (out.done, int(out.diverged)))
@@ -131,3 +132,22 @@ def test_float32_flushes_subnormals_only_inside_the_kernels():
         lab.train(net, lab.Optimizer("adam", lr=1e-3), ds.X_train, ds.Y_train, steps=5)
     np.testing.assert_allclose(nets[1].theta, nets[0].theta, rtol=1e-4, atol=1e-6)
     assert cpu.fp_mode() == before
+
+
+@pytest.mark.parametrize("threads", [1, 2, 8])
+def test_parts_stop_at_the_reference_divergence_step(threads):
+    """The exploding identity net, in 4 parts per step: the same diverging step, parameters and
+    statistics as the reference, whichever thread finishes the diverging step."""
+    X = np.random.default_rng(0).standard_normal((4, 64))
+    schedule = _schedule(64, 30)
+    runs = []
+    for backend, speed in (("numpy", {}),
+                           ("cpu", dict(plan=ChunkPlan(4, False, 1), threads=threads))):
+        net = lab.Network.from_params([1.5 * np.eye(4)] * 10, [np.zeros(4)] * 10, "identity",
+                                      backend=backend)
+        runs.append(_chunk_run(net, "mse", X, X, schedule, ("sgd", 0.01), **speed))
+    (theta_r, *out_r, done_r), (theta_c, *out_c, done_c) = runs
+    assert done_c == done_r and done_r[1] == 1 and 1 < done_r[0] < 30
+    np.testing.assert_allclose(theta_c, theta_r, rtol=1e-10)
+    k = done_r[0]
+    np.testing.assert_allclose(out_c[0][:k], out_r[0][:k], rtol=1e-10)

@@ -72,7 +72,17 @@ from .codes import (
     SOFTMAX,
     TANH,
 )
-from .intrinsics import fetch_add, flush_subnormals, fp_mode, jit, mat, restore_mode, seg
+from .intrinsics import (
+    atomic_read,
+    fetch_add,
+    flush_subnormals,
+    fp_mode,
+    jit,
+    mat,
+    restore_mode,
+    seg,
+    yield_thread,
+)
 from .threads import blas_threads, chunk_plan, numba_threads, part_threads
 
 __all__ = ["forward", "evaluate", "gradients", "update", "train_chunk", "fp_mode", "chunk_plan"]
@@ -668,7 +678,7 @@ Workspace = namedtuple("Workspace", [
     "raws",  # (parts, N_RAW, L) raw sums of each part
     "hists_act", "hists_delta",  # (parts, L, bins) the first step's histograms
     "losses", "hits",  # (parts,), (parts, 2)
-    "counter",  # the next unclaimed part (int64[1], atomic)
+    "counter",  # int64[8], atomic: Q_CLAIM, Q_DONE, Q_EPOCH, Q_STOP, Q_RESULT (see _chunk_team)
     "sums",  # (L, 3): |dW|^2, |db|^2, |W|^2 per layer
     "moved",  # (L,): |step W|^2 per layer
 ])
@@ -695,7 +705,7 @@ def _workspace(theta, sizes, parts, per_max, bins):
         np.empty(parts * stride[5], dt),
         np.empty(parts * theta.shape[0], dt), np.zeros((parts, N_RAW, L)),
         np.zeros((parts, L, bins), np.int64), np.zeros((parts, L, bins), np.int64),
-        np.zeros(parts), np.zeros((parts, 2), np.int64), np.zeros(1, np.int64),
+        np.zeros(parts), np.zeros((parts, 2), np.int64), np.zeros(8, np.int64),
         np.zeros((L, 3)), np.zeros(L))
 
 
@@ -897,28 +907,94 @@ def _update_ratios(k, sizes, ws, layer_stats):
 
 
 @jit
+def _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper, t_start, packed,
+                 m_all, ws, scalars, layer_stats, hist_act, hist_delta):
+    """After every part of step k: the gradients added in part order, the step's statistics,
+    and (unless it diverged: returns True) the update and its ratios, on this thread."""
+    _combine_serial(theta, sizes, w_off, b_off, parts, ws)
+    if _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_act,
+                    hist_delta):
+        return True
+    r1, r2 = _corrections(hyper, t_start + k + 1)
+    _update_serial(theta, seg(ws.grads, 0, theta.shape[0]), vel, sq, opt_code, hyper, r1, r2,
+                   sizes, w_off, b_off, packed, ws.moved)
+    _update_ratios(k, sizes, ws, layer_stats)
+    return False
+
+
+@jit
 def _chunk_serial(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
                   hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
                   hist_delta, act_range):
     """train_chunk's loop for one part per step, on this thread (no parallel code compiled)."""
     ws = _workspace(theta, sizes, 1, counts.max(), hist_act.shape[1])
     packed = _is_packed(theta, sizes, w_off, b_off)
-    grad = seg(ws.grads, 0, theta.shape[0])
     mode = flush_subnormals(theta)
     for k in range(starts.shape[0]):
-        m_all = counts[k]
         _part_step(0, 1, theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, X, Y, order,
-                   starts[k], m_all, k == 0, act_range, ws)
-        _combine_serial(theta, sizes, w_off, b_off, 1, ws)
-        if _record_step(k, 1, sizes, m_all, hyper, ws, scalars, layer_stats, hist_act,
-                        hist_delta):
+                   starts[k], counts[k], k == 0, act_range, ws)
+        if _finish_step(k, 1, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper, t_start,
+                        packed, counts[k], ws, scalars, layer_stats, hist_act, hist_delta):
             restore_mode(mode)
             return k + 1, True
-        r1, r2 = _corrections(hyper, t_start + k + 1)
-        _update_serial(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off,
-                       packed, ws.moved)
-        _update_ratios(k, sizes, ws, layer_stats)
     restore_mode(mode)
+    return starts.shape[0], False
+
+
+# The team: one parallel region for the whole chunk (threads wake once per chunk, not once per
+# step). Claims are numbered across steps: claim q is part q % parts of step q // parts. A thread
+# that claimed a part of a step not yet open yields its core until the step opens (Q_EPOCH); the
+# thread that finishes a step's last part (Q_DONE) finishes the step (sums, statistics, update)
+# and opens the next. No thread ever waits for a thread that is waiting, so any number of
+# threads, run in any interleaving (or one after the other), completes the chunk, and a
+# descheduled thread holds back at most the part it holds.
+Q_CLAIM, Q_DONE, Q_EPOCH, Q_STOP, Q_RESULT = 0, 1, 2, 3, 4
+
+
+@parallel_jit
+def _team(threads, parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code,
+          opt_code, hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
+          hist_delta, act_range, packed, ws):
+    """The chunk's steps on `threads` threads claiming parts (see above)."""
+    n_steps = starts.shape[0]
+    q = ws.counter
+    for _ in prange(threads):
+        mode = flush_subnormals(theta)
+        while True:
+            claim = fetch_add(q, Q_CLAIM, 1)
+            k = claim // parts
+            if k >= n_steps:
+                break
+            while atomic_read(q, Q_EPOCH) < k and atomic_read(q, Q_STOP) == 0:
+                yield_thread()
+            if atomic_read(q, Q_STOP) != 0:
+                break
+            _part_step(claim % parts, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
+                       loss_code, X, Y, order, starts[k], counts[k], k == 0, act_range, ws)
+            if fetch_add(q, Q_DONE, 1) + 1 == (k + 1) * parts:  # the step's last part
+                if _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper,
+                                t_start, packed, counts[k], ws, scalars, layer_stats, hist_act,
+                                hist_delta):
+                    q[Q_RESULT] = k + 1
+                    fetch_add(q, Q_STOP, 1)
+                    break
+                fetch_add(q, Q_EPOCH, 1)
+        restore_mode(mode)
+
+
+@jit
+def _chunk_team(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
+                hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
+                hist_delta, act_range, parts, threads):
+    """train_chunk's loop for `parts` parts per step, claimed by `threads` threads."""
+    per_max = (counts.max() + parts - 1) // parts
+    ws = _workspace(theta, sizes, parts, per_max, hist_act.shape[1])
+    packed = _is_packed(theta, sizes, w_off, b_off)
+    _team(threads, parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code,
+          opt_code, hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
+          hist_delta, act_range, packed, ws)
+    if ws.counter[Q_STOP] != 0:
+        return ws.counter[Q_RESULT], True
     return starts.shape[0], False
 
 
@@ -926,8 +1002,9 @@ def _chunk_serial(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss
 def _chunk_parts(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
                  hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
                  hist_delta, act_range, parts, threads, big):
-    """train_chunk's loop for `parts` parts per step on `threads` threads; with big, the
-    gradient sum, norms and update run layer by layer on the threads too."""
+    """train_chunk's loop for big nets: `parts` parts per step on `threads` threads, then the
+    gradient sum, norms and update layer by layer on the threads too (a parallel region per
+    phase: on steps this long, waking the threads costs nothing)."""
     per_max = (counts.max() + parts - 1) // parts
     ws = _workspace(theta, sizes, parts, per_max, hist_act.shape[1])
     packed = _is_packed(theta, sizes, w_off, b_off)
@@ -976,5 +1053,8 @@ def train_chunk(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_c
         else:
             n = part_threads(plan.parts) if threads is None else max(1, int(threads))
             with numba_threads(min(n, numba.config.NUMBA_NUM_THREADS)):
-                done, diverged = _chunk_parts(*args, plan.parts, n, plan.big)
+                if plan.big:
+                    done, diverged = _chunk_parts(*args, plan.parts, n, True)
+                else:
+                    done, diverged = _chunk_team(*args, plan.parts, n)
     return int(done), bool(diverged)

@@ -8,6 +8,7 @@ import platform
 
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
@@ -73,6 +74,34 @@ def fetch_add(typingctx, counter, index, value):
         return builder.atomic_rmw("add", ptr, v, "seq_cst")
 
     return types.int64(counter, index, value), codegen
+
+
+@intrinsic
+def atomic_read(typingctx, counter, index):
+    """counter[index] read atomically (never hoisted out of a waiting loop)."""
+    if not (isinstance(counter, types.Array) and counter.ndim == 1 and counter.layout == "C"
+            and counter.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = builder.gep(arr.data, [i])
+        return builder.load_atomic(ptr, "seq_cst", 8)
+
+    return types.int64(counter, index), codegen
+
+
+@intrinsic
+def yield_thread(typingctx):
+    """Give the core away (POSIX sched_yield) while waiting for other threads."""
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(ir.IntType(32), [])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "sched_yield")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
 
 
 # --- float32: flush subnormals to zero -------------------------------------------------------
