@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import __doc__ as PACKAGE_DOC
 from .coldstart import process_start
+from .gpu import prediction
 from .load import loaded_ratios
 from .report import (
     load_table,
@@ -21,7 +22,7 @@ from .report import (
     write_markdown,
 )
 from .runners import available_peers
-from .shapes import ACTIVATION, DTYPES, QUICK_SHAPES, SHAPES
+from .shapes import ACTIVATION, DTYPES, QUICK_SHAPES, SHAPES, flops_per_step
 from .timing import gemm_efficiency, measure_shape
 from .tracking import app_available, app_measurements
 
@@ -49,6 +50,11 @@ def run(out_dir, quick=False, log=print, backends=None, only_load=False):
                                 "activation": ACTIVATION, **rec})
             if shape == (10, 512, 1024):  # right away, under the same load
                 results += gemm_efficiency(per["numba"]["us_per_step"], dtype, rounds, log)
+    for shape in shapes:  # the written prediction for a first GPU run (lab/bench/gpu.py)
+        for dtype in DTYPES:
+            results.append({"name": "gpu_prediction", "backend": "cuda", "dtype": dtype,
+                            "depth": shape[0], "width": shape[1], "batch": shape[2],
+                            **prediction(*shape, dtype, flops_per_step(*shape))})
     if {"torch", "jax"} & set(peers):
         log("load tolerance: numba's ratios with one core busy (a background process)")
         results += loaded_ratios(peers, ("float64",) if quick else DTYPES, rounds,

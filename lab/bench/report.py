@@ -122,6 +122,20 @@ def load_table(results):
     return "\n".join(lines)
 
 
+def gpu_table(results):
+    """Markdown table of the CUDA prediction records (lab/bench/gpu.py)."""
+    rows = [r for r in results if r["name"] == "gpu_prediction"]
+    if not rows:
+        return ""
+    lines = ["| shape (depth×width, batch) | dtype | launches/step | MB moved/step | "
+             "GFLOP/step | predicted µs/step (bound) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['depth']}×{r['width']}, {r['batch']} | {r['dtype']} | "
+                     f"{r['launches']} | {r['bytes'] / 1e6:.2f} | {r['flops'] / 1e9:.3f} | "
+                     f"{r['predicted_us']:,.0f} ({r['bound']}) |")
+    return "\n".join(lines)
+
+
 def machine_line(machine):
     def owner(path):
         path = path or ""
@@ -152,6 +166,11 @@ def write_markdown(path, results, machine, peers, notes, quick):
         text += ["Load tolerance: numba's speed-up over each peer with the machine idle and with "
                  "one core kept busy by a background process that the bench starts and stops "
                  "(measured back to back).", "", loaded, ""]
+    gpu = gpu_table(results)
+    if gpu:
+        text += ["CUDA on a real GPU, predicted (`lab/bench/gpu.py`: launches, bytes and FLOPs per "
+                 "step; time = the largest of launches × 4 µs, bytes at 1.5 TB/s, FLOPs at "
+                 "1 TFLOP/s for the float64 tiles):", "", gpu, ""]
     extra = other_lines(results)
     if extra:
         text += extra + [""]
