@@ -15,9 +15,11 @@ BLAS_MIN_MACS = 16384
 PARALLEL_MIN_MACS = 4_000_000
 PART_MIN_COLUMNS = 32
 PARTS_MAX = 4
-# ... and with at least this many parameters, the gradient sum, norms and update run on all
-# threads too (below, one thread is quicker than waking the others).
-PARALLEL_MIN_PARAMS = 200_000
+# ... and with at least this many parameters ("big"), the gradient sum, norms and update run
+# layer by layer on all threads too, in parallel regions of their own each step. Below it the
+# thread that finishes a step's last part does them alone: waking the other threads three times
+# a step costs more than it saves, and on a busy machine much more (50x64: 208k parameters).
+PARALLEL_MIN_PARAMS = 1_000_000
 # A chunk that runs as one part keeps BLAS multi-threaded only if some matrix product reaches
 # this many multiply-adds: on smaller ones (64-wide layers) BLAS threads lose more to
 # synchronization than they gain, and on a busy machine they stall each other.
