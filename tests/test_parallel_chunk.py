@@ -134,6 +134,7 @@ def test_float32_flushes_subnormals_only_inside_the_kernels():
     assert cpu.fp_mode() == before
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the numpy reference overflowing
 @pytest.mark.parametrize("threads", [1, 2, 8])
 def test_parts_stop_at_the_reference_divergence_step(threads):
     """The exploding identity net, in 4 parts per step: the same diverging step, parameters and
