@@ -27,7 +27,7 @@ from .timing import gemm_efficiency, measure_shape
 from .tracking import app_available, app_measurements
 
 
-def run(out_dir, quick=False, log=print, backends=None, only_load=False):
+def run(out_dir, quick=False, log=print, backends=None, only_load=False, app=True):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
@@ -81,6 +81,8 @@ def run(out_dir, quick=False, log=print, backends=None, only_load=False):
                 f"chunk {rec['train_chunk_s']:.2f} s)")
         if only_load:
             pass
+        elif not app:
+            notes.append("--no-app: MLflow overhead and sweep throughput skipped")
         elif quick:
             notes.append("--quick: MLflow overhead and sweep throughput skipped")
         elif not app_available():
@@ -119,9 +121,11 @@ def main(argv=None):
                              "torch,jax; '' for numpy and numba only)")
     parser.add_argument("--only-load", action="store_true",
                         help="only the load-tolerance measurement (idle vs one core busy)")
+    parser.add_argument("--no-app", action="store_true",
+                        help="skip the MLflow overhead and sweep runs through python -m lab")
     args = parser.parse_args(argv)
     run(args.out, quick=args.quick, backends={p for p in args.peers.split(",") if p},
-        only_load=args.only_load)
+        only_load=args.only_load, app=not args.no_app)
 
 
 if __name__ == "__main__":
