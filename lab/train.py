@@ -15,10 +15,10 @@ import numpy as np
 
 from .budget import check_fits
 from .history import layer_key, layer_names  # noqa: F401  (re-exported: lab.train.layer_key)
+from .kernels.chunk import ChunkBuffers, ChunkOutput
+from .kernels.chunk import activation_ranges as _activation_ranges
 from .kernels.codes import (
-    ACT_HIST_RANGE,
     DELTA_LOG10_RANGE,
-    HIST_BINS,
     LAYER_STAT_NAMES,
     S_ACCURACY,
     SCALAR_NAMES,
@@ -104,6 +104,41 @@ class BatchSchedule:
         return order, starts.astype(np.int64), counts.astype(np.int64)
 
 
+class CallPacer:
+    """Splits the steps between two logged steps into compiled calls of about
+    ``CALL_SECONDS`` each, so that Python (a SIGINT, a SIGTERM) gets control back within about
+    a second whatever the net's size; the calls' rows are joined into one chunk, whose
+    histograms are those of its first step. Results do not depend on the split."""
+
+    CALL_SECONDS = 1.0
+    FIRST_CALL_STEPS = 4  # the first call measures a step's time
+
+    def __init__(self):
+        self.seconds_per_step = None
+
+    def run(self, buffers, order, starts, counts):
+        parts, k = [], 0
+        while k < len(starts):
+            if self.seconds_per_step is None:
+                n = self.FIRST_CALL_STEPS
+            else:
+                n = max(1, int(self.CALL_SECONDS / max(self.seconds_per_step, 1e-9)))
+            started = time.perf_counter()
+            out = buffers.run(order, starts[k:k + n], counts[k:k + n])
+            self.seconds_per_step = (time.perf_counter() - started) / max(out.done, 1)
+            parts.append(out)
+            k += out.done
+            if out.diverged:
+                break
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        return ChunkOutput(sum(p.done for p in parts), parts[-1].diverged,
+                           np.concatenate([p.scalars[:p.done] for p in parts]),
+                           np.concatenate([p.layer_stats[:p.done] for p in parts]),
+                           first.hist_act, first.hist_delta)
+
+
 @dataclass
 class Chunk:
     """What one compiled call produced: rows for ``steps``; ``evals`` and histograms describe
@@ -140,8 +175,7 @@ class TrainResult:
 
 
 def activation_ranges(net):
-    codes = [net.hidden_code] * (net.depth - 1) + [net.output_code]
-    return np.array([ACT_HIST_RANGE[c] for c in codes], dtype=np.float64)
+    return _activation_ranges(net.hidden_code, net.output_code, net.depth)
 
 
 def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
@@ -162,9 +196,9 @@ def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
     check_fits(net.sizes, examples, steps, len(logged), net.dtype)
     schedule = BatchSchedule(m, size, seed)
     bounds = np.append(logged, steps)
-    hyper = optimizer.hyper(divergence_threshold)
-    vel, sq = optimizer.state_for(net.theta)
-    act_range = activation_ranges(net)
+    buffers = ChunkBuffers(net, optimizer, X, Y, loss_code, divergence_threshold)
+    pacer = CallPacer()
+    act_range = buffers.act_range
     classifier = loss != "mse"
     L = net.depth
 
@@ -175,18 +209,11 @@ def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
         evals = {}
         if int(t0) in evaluated:
             evals = _evaluate(net, loss_code, X_test, Y_test, "test", classifier)
-        order, starts, counts = schedule.chunk(int(t0), int(t1))
-        n = len(starts)
-        scalars = np.zeros((n, len(SCALAR_NAMES)))
-        layer_stats = np.zeros((n, len(LAYER_STAT_NAMES), L))
-        hist_act = np.zeros((L, HIST_BINS), np.int64)
-        hist_delta = np.zeros((L, HIST_BINS), np.int64)
-        done, diverged = net.kernels.train_chunk(
-            net.theta, vel, sq, *net.layout, loss_code, optimizer.code, hyper, optimizer.t,
-            X, Y, order, starts, counts, scalars, layer_stats, hist_act, hist_delta, act_range)
-        optimizer.t += int(done) - int(bool(diverged))
-        chunk = Chunk(np.arange(t0, t0 + done), scalars[:done], layer_stats[:done], evals,
-                      hist_act, hist_delta, bool(diverged), time.perf_counter() - started)
+        out = pacer.run(buffers, *schedule.chunk(int(t0), int(t1)))
+        done, diverged = out.done, out.diverged
+        chunk = Chunk(np.arange(t0, t0 + done), out.scalars[:done], out.layer_stats[:done],
+                      evals, out.hist_act, out.hist_delta, diverged,
+                      time.perf_counter() - started)
         seconds += chunk.seconds
         chunks.append(chunk)
         if on_chunk is not None:

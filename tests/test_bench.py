@@ -40,6 +40,38 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert "| 10×2, 64 | float64 |" in (tmp_path / "bench-results.md").read_text()
     assert (tmp_path / "bench-steps-per-second.png").stat().st_size > 10_000
     assert "numba vs numpy" in proc.stdout
+    # load tolerance: idle and one-core-busy ratios to each installed peer, with load averages
+    if any(r["backend"] in ("torch", "jax") for r in steps):
+        loaded = [r for r in results if r["name"] == "load_ratio"]
+        assert {(r["depth"], r["width"]) for r in loaded} == {(10, 64), (50, 64)}
+        for r in loaded:
+            assert r["ratio_idle"].keys() == r["ratio_loaded"].keys() != set()
+            assert r["load_busy"] >= 0 and r["load_idle"] >= 0
+        assert "one core busy" in (tmp_path / "bench-results.md").read_text()
+
+
+def test_busy_core_process_is_started_and_stopped():
+    from lab.bench.load import one_core_busy
+
+    with one_core_busy() as proc:
+        assert proc.poll() is None  # spinning
+    assert proc.poll() is not None  # stopped when the block ends
+
+
+def test_numba_runner_goes_through_the_public_chunk_api():
+    """The bench times ChunkBuffers.run, the call lab.train makes: same numbers as lab.train."""
+    import numpy as np
+
+    import lab
+    from lab.bench.runners import KernelRunner
+    from lab.bench.shapes import LR, initial_net, make_data
+
+    runner = KernelRunner("numba", 2, 8, 16, "float64")
+    runner.run(5)
+    net = initial_net(2, 8, "float64")
+    X, Y = make_data(8, 16, "float64")
+    lab.train(net, lab.Optimizer("adam", lr=LR), X, Y, steps=5)
+    np.testing.assert_array_equal(runner.net.theta, net.theta)
 
 
 def test_flops_and_targets_cover_every_shape():

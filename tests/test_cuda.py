@@ -1,4 +1,5 @@
-"""The CUDA kernels (lab/kernels/cuda.py) give the CPU backend's numbers, on numba-cuda's simulator.
+"""The CUDA kernels (lab/kernels/cuda.py, cuda_device.py) give the CPU backend's numbers and the
+numpy reference's, on numba-cuda's simulator.
 
 The simulator is chosen when numba.cuda is first imported, and the main test process may already
 have imported it, so a plain ``pytest`` run collects two tests here: one re-runs this file in a
@@ -120,6 +121,26 @@ def test_forward_and_gradients_match_cpu(activation, rng):
     np.testing.assert_allclose(loss_gpu, loss_cpu, **TOL)
     np.testing.assert_allclose(grad_gpu, grad_cpu, **TOL)
     assert np.abs(grad_cpu).max() > 0
+
+
+@simulated
+@pytest.mark.parametrize("activation,output,loss", [
+    ("sigmoid", "identity", "mse"), ("relu", "sigmoid", "bce")])
+def test_gradients_and_training_match_the_reference(activation, output, loss, rng):
+    """CUDA against the numpy reference directly (not only through the CPU kernels): outputs,
+    gradients, and a few mini-batch Adam steps with every per-step statistic."""
+    kw = dict(sizes=[3, 5, 4, 1], activation=activation, output_activation=output,
+              init="xavier", seed=3)
+    ref, gpu = lab.Network(backend="numpy", **kw), lab.Network(backend="cuda", **kw)
+    X = rng.standard_normal((3, 9))
+    Y = (X[:1] > 0).astype(float) if loss == "bce" else rng.standard_normal((1, 9))
+    np.testing.assert_allclose(gpu.forward(X), ref.forward(X), **TOL)
+    np.testing.assert_allclose(gpu.flat_gradients(X, Y, loss)[1],
+                               ref.flat_gradients(X, Y, loss)[1], **TOL)
+    runs = [lab.train(net, lab.Optimizer("adam", lr=0.01), X, Y, steps=5, batch_size=4,
+                      loss=loss, seed=2, log_every=3) for net in (ref, gpu)]
+    assert_histories_match(runs[1].history, runs[0].history)
+    np.testing.assert_allclose(gpu.theta, ref.theta, **TOL)
 
 
 @simulated

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import lab
+import lab.kernels.chunk
 from lab.train import BatchSchedule, log_steps
 
 
@@ -47,6 +48,39 @@ def test_chunking_does_not_change_the_result():
         thetas.append(net.theta)
     np.testing.assert_array_equal(thetas[0], thetas[1])
     np.testing.assert_array_equal(thetas[0], thetas[2])
+
+
+def test_compiled_calls_are_short_and_their_split_changes_nothing(monkeypatch):
+    """Between two logged steps the trainer gives Python control back about every
+    CALL_SECONDS (a signal is handled within about a second); one step per call gives the
+    same history, bit for bit, as one call per logged interval."""
+    from lab.train import CallPacer
+
+    ds = lab.make_dataset("teacher", 40, 0, seed=2)
+    histories, calls = [], []
+    original = lab.kernels.chunk.ChunkBuffers.run
+
+    def counting(counted):
+        def run(self, order, starts, counts, **kw):
+            counted.append(len(starts))
+            return original(self, order, starts, counts, **kw)
+        return run
+
+    for seconds in (CallPacer.CALL_SECONDS, 0.0):
+        monkeypatch.setattr(CallPacer, "CALL_SECONDS", seconds)
+        net = lab.Network([4, 6, 6, 1], "tanh", seed=1)
+        counted = []
+        monkeypatch.setattr(lab.kernels.chunk.ChunkBuffers, "run", counting(counted))
+        result = lab.train(net, lab.Optimizer("adam", lr=0.01), ds.X_train, ds.Y_train,
+                           steps=60, batch_size=8, log_every=20)
+        histories.append(result.history)
+        calls.append(counted)
+    # CALL_SECONDS = 0: after the first call (which times a step), one step per call
+    assert calls[1][0] == CallPacer.FIRST_CALL_STEPS and set(calls[1][1:]) == {1}
+    assert sum(calls[0]) == sum(calls[1]) == 60
+    assert len(calls[0]) < len(calls[1])
+    for name, values in histories[0].items():
+        np.testing.assert_array_equal(values, histories[1][name], err_msg=name)
 
 
 def test_zeros_init_keeps_hidden_units_identical_and_lecun_breaks_symmetry(backend):

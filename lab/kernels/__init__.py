@@ -1,7 +1,13 @@
 """Kernel sets: ``reference`` (numpy), ``cpu`` (numba), ``cuda`` (numba.cuda), same API each.
 
 Every set provides ``forward``, ``evaluate``, ``gradients``, ``update`` and ``train_chunk`` over a
-flat parameter vector (see ``reference.py`` for the layout and the formulas).
+flat parameter vector (see ``reference.py`` for the layout and the formulas). Callers run
+training chunks through ``chunk.ChunkBuffers`` rather than ``train_chunk`` itself.
+
+The files: ``reference.py`` (numpy), ``cpu.py`` (the numba math) with its helpers
+``intrinsics.py``, ``blas.py``, ``threads.py``, ``fastmath.py``; ``cuda.py`` (host side) with
+``cuda_device.py`` (device functions and kernels); ``codes.py`` (names to integer codes),
+``tuning.py`` (every speed tunable), ``chunk.py`` (the shared chunk call).
 """
 
 from importlib import import_module

@@ -6,18 +6,20 @@ beyond float round-off)."""
 # whose per-call overhead (~1 us) dominates tiny layers such as the lecture's 2-wide net.
 BLAS_MIN_MACS = 16384
 
-# Data-parallel steps: a step whose matrix products total at least PARALLEL_MIN_MACS
-# multiply-adds, with at least PARALLEL_MIN_COLUMNS examples per part, is cut into PARALLEL_PARTS
-# column blocks that run forward/backward on their own threads with single-threaded BLAS (one
-# synchronization per step instead of one per matrix product). The parts' gradients are added in
-# a fixed order, so results depend on these numbers only through float round-off, and never on
-# the number of threads.
-PARALLEL_PARTS = 2
+# Data-parallel steps (threads.py): a step whose matrix products total at least PARALLEL_MIN_MACS
+# multiply-adds is cut into min(PARTS_MAX, m // PART_MIN_COLUMNS) column blocks (at least two),
+# more parts than cores, which threads claim one at a time (a descheduled thread holds back one
+# small part, not half the step) and run forward/backward with single-threaded BLAS. The parts'
+# gradients are added in part order, so results depend on these numbers only through float
+# round-off, and never on the number of threads or on timing.
 PARALLEL_MIN_MACS = 4_000_000
-PARALLEL_MIN_COLUMNS = 32
-# ... and with at least this many parameters, the gradient sum, norms and update run on all
-# threads too (below, one thread is quicker than waking the others).
-PARALLEL_MIN_PARAMS = 200_000
+PART_MIN_COLUMNS = 32
+PARTS_MAX = 4
+# ... and with at least this many parameters ("big"), the gradient sum, norms and update run
+# layer by layer on all threads too, in parallel regions of their own each step. Below it the
+# thread that finishes a step's last part does them alone: waking the other threads three times
+# a step costs more than it saves, and on a busy machine much more (50x64: 208k parameters).
+PARALLEL_MIN_PARAMS = 1_000_000
 # A chunk that runs as one part keeps BLAS multi-threaded only if some matrix product reaches
 # this many multiply-adds: on smaller ones (64-wide layers) BLAS threads lose more to
 # synchronization than they gain, and on a busy machine they stall each other.

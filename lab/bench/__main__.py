@@ -1,0 +1,132 @@
+"""``python -m lab.bench [--quick] [--out DIR] [--peers torch,jax] [--only-load]``: see the
+package docstring (``lab/bench/__init__.py``)."""
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from . import __doc__ as PACKAGE_DOC
+from .coldstart import process_start
+from .gpu import prediction
+from .load import loaded_ratios
+from .report import (
+    load_table,
+    machine_info,
+    machine_line,
+    other_lines,
+    plot,
+    step_table,
+    write_markdown,
+)
+from .runners import available_peers
+from .shapes import ACTIVATION, DTYPES, QUICK_SHAPES, SHAPES, flops_per_step
+from .timing import gemm_efficiency, measure_shape
+from .tracking import app_available, app_measurements
+
+
+def run(out_dir, quick=False, log=print, backends=None, only_load=False, app=True):
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()[0]
+    peers, notes = available_peers()
+    if backends is not None:
+        peers = {k: v for k, v in peers.items() if k in backends}
+    shapes = QUICK_SHAPES if quick else SHAPES
+    rounds, seconds_per_round = (3, 0.04) if quick else (7, 0.3)
+    results = []
+    if only_load:
+        shapes = []
+    log(f"training steps ({', '.join(['numpy', 'numba', *peers])}); "
+        f"{'quick' if quick else 'full'} run, {rounds} rounds")
+    for shape in shapes:
+        for dtype in DTYPES:
+            per = measure_shape(shape, dtype, peers, rounds, seconds_per_round, log)
+            for backend, rec in per.items():
+                results.append({"name": "train_step", "backend": backend, "dtype": dtype,
+                                "depth": shape[0], "width": shape[1], "batch": shape[2],
+                                "activation": ACTIVATION, **rec})
+            if shape == (10, 512, 1024):  # right away, under the same load
+                results += gemm_efficiency(per["numba"]["us_per_step"], dtype, rounds, log)
+    for shape in shapes:  # the written prediction for a first GPU run (lab/bench/gpu.py)
+        for dtype in DTYPES:
+            results.append({"name": "gpu_prediction", "backend": "cuda", "dtype": dtype,
+                            "depth": shape[0], "width": shape[1], "batch": shape[2],
+                            **prediction(*shape, dtype, flops_per_step(*shape))})
+    if {"torch", "jax"} & set(peers):
+        log("load tolerance: numba's ratios with one core busy (a background process)")
+        results += loaded_ratios(peers, ("float64",) if quick else DTYPES, rounds,
+                                 seconds_per_round, log)
+    else:
+        notes.append("no peer installed: load tolerance (ratios to torch/jax) skipped")
+    with tempfile.TemporaryDirectory(prefix="gradlab-bench-") as tmp:
+        if only_load:
+            starts = {}
+        elif quick:
+            notes.append("--quick: no cold start (compiling takes longer than the whole quick "
+                         "run); warm start uses the package's numba cache")
+            starts = {"warm (package cache)": None}
+        else:
+            cache = Path(tmp) / "numba-cache"
+            starts = {"cold (empty numba cache)": cache, "warm (numba cache populated)": cache}
+        for variant, cache in starts.items():
+            rec = process_start(cache)
+            results.append({"name": "process_start", "backend": "numba", "variant": variant,
+                            "dtype": "float64", "depth": 10, "width": 2, "batch": 64,
+                            "seconds": rec["process_s"], **rec})
+            log(f"  fresh process, {variant}: {rec['process_s']:.1f} s (first lab.train "
+                f"{rec['first_train_s']:.2f} s: evaluate {rec['evaluate_s']:.2f} s, training "
+                f"chunk {rec['train_chunk_s']:.2f} s)")
+        if only_load:
+            pass
+        elif not app:
+            notes.append("--no-app: MLflow overhead and sweep throughput skipped")
+        elif quick:
+            notes.append("--quick: MLflow overhead and sweep throughput skipped")
+        elif not app_available():
+            notes.append("python -m lab (lab/__main__.py) not found: MLflow overhead and sweep "
+                         "throughput skipped")
+        else:
+            try:
+                results += app_measurements(tmp, 3, log)
+            except (RuntimeError, OSError) as exc:
+                notes.append(f"app measurements failed: {exc}")
+        shutil.rmtree(Path(tmp) / "numba-cache", ignore_errors=True)
+    machine = machine_info(peers)
+    machine["load_start"], machine["load_end"] = load_start, os.getloadavg()[0]
+    doc = {"machine": machine, "quick": quick, "notes": notes, "results": results}
+    (out_dir / "bench-results.json").write_text(json.dumps(doc, indent=1))
+    write_markdown(out_dir / "bench-results.md", results, machine, peers, notes, quick)
+    plot(out_dir / "bench-steps-per-second.png", results, peers)
+    log("")
+    log(f"Machine: {machine_line(machine)}")
+    log(step_table(results, peers))
+    log(load_table(results))
+    for line in other_lines(results) + [f"Note: {n}" for n in notes]:
+        log(line)
+    log(f"wrote {out_dir / 'bench-results.json'}, bench-results.md, bench-steps-per-second.png")
+    return doc
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lab.bench",
+                                     description=PACKAGE_DOC.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="under a minute: fewer rounds, no 512-wide shape, no app runs")
+    parser.add_argument("--out", default=".", help="directory for the results (default: .)")
+    parser.add_argument("--peers", default="torch,jax",
+                        help="comma-separated peers to include when installed (default: "
+                             "torch,jax; '' for numpy and numba only)")
+    parser.add_argument("--only-load", action="store_true",
+                        help="only the load-tolerance measurement (idle vs one core busy)")
+    parser.add_argument("--no-app", action="store_true",
+                        help="skip the MLflow overhead and sweep runs through python -m lab")
+    args = parser.parse_args(argv)
+    run(args.out, quick=args.quick, backends={p for p in args.peers.split(",") if p},
+        only_load=args.only_load, app=not args.no_app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Timing: microseconds per training step per backend, and the GEMM rate of the same process."""
+
+import os
+import time
+
+import numpy as np
+
+from .runners import JaxRunner, KernelRunner, TorchRunner
+from .shapes import flops_per_step
+
+
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def measure_shape(shape, dtype, peers, rounds, seconds_per_round, log, with_numpy=True,
+                  tag=""):
+    """{backend: {us_per_step, samples, first_call_s, steps_per_round}} for one shape/dtype."""
+    depth, width, batch = shape
+    runners, out = {}, {}
+    for name in ("numpy", "numba", "torch"):
+        if (name == "torch" and "torch" not in peers) or (name == "numpy" and not with_numpy):
+            continue
+        t0 = time.perf_counter()
+        runner = KernelRunner(name, *shape, dtype) if name != "torch" else TorchRunner(*shape,
+                                                                                         dtype)
+        runner.run(1)  # numba: compile or load from the cache; others: first-call costs
+        first = time.perf_counter() - t0
+        per_step = _timed(runner.run, 2) / 2
+        k = int(np.clip(round(seconds_per_round / per_step), 1, 100_000))
+        runners[name] = (runner, k)
+        out[name] = {"first_call_s": first, "steps_per_round": k}
+    if "jax" in peers:
+        numba_step = _timed(runners["numba"][0].run, 3) / 3
+        k = int(np.clip(round(seconds_per_round / max(numba_step, 1e-7) / 2), 1, 20_000))
+        t0 = time.perf_counter()
+        runner = JaxRunner(*shape, dtype, k)
+        runner.run(k)  # trace + compile + one run
+        first = time.perf_counter() - t0
+        steady = _timed(runner.run, k)
+        runners["jax"] = (runner, k)
+        out["jax"] = {"first_call_s": first, "compile_s": max(first - steady, 0.0),
+                      "steps_per_round": k}
+    for name, (runner, k) in runners.items():
+        # one backend at a time: another's threads (BLAS, OpenMP, XLA) wind down for a while
+        # after its last call and would steal cores from the next one's rounds
+        time.sleep(0.2)
+        runner.run(k)
+        out[name]["samples"] = [_timed(runner.run, k) / k * 1e6 for _ in range(rounds)]
+    for name, rec in out.items():
+        rec["us_per_step"] = float(np.median(rec["samples"]))
+        rec["best_us_per_step"] = float(np.min(rec["samples"]))
+        rec["load_average"] = os.getloadavg()[0]
+        log(f"  {tag}{name:6s} {dtype:8s} {shape}: {rec['us_per_step']:12.1f} us/step "
+            f"(best {rec['best_us_per_step']:.1f}, k={rec['steps_per_round']}, first call "
+            f"{rec['first_call_s']:.2f} s, load {rec['load_average']:.1f})")
+    return out
+
+
+def gemm_rates(width, batch, dtype, rounds):
+    """Peak GFLOP/s (best round) of W @ A (width x width times width x batch) through numpy and
+    through the numba kernels' BLAS call (numba links SciPy's BLAS, numpy its own), each with
+    the process's BLAS threads."""
+    from lab.kernels.blas import matmul
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((width, width)).astype(dtype)
+    A = rng.standard_normal((width, batch)).astype(dtype)
+    out = np.empty((width, batch), dtype)
+    flops = 2.0 * width * width * batch
+    rates = {}
+    def repeat(fn, reps):
+        for _ in range(reps):
+            fn()
+
+    for name, fn in (("numpy", lambda: np.dot(W, A, out=out)),
+                     ("numba", lambda: matmul(W, A, out))):
+        fn()
+        reps = max(1, int(0.05 / max(_timed(fn), 1e-6)))
+        samples = [_timed(repeat, fn, reps) / reps for _ in range(rounds)]
+        rates[name] = flops / float(np.min(samples)) / 1e9  # the best round: peak rate
+    return rates
+
+
+def gemm_efficiency(numba_us, dtype, rounds, log):
+    """The 512-wide step's arithmetic rate against the GEMM rates of the same process."""
+    rates = gemm_rates(512, 1024, dtype, rounds)
+    out = [{"name": "gemm", "backend": backend, "dtype": dtype, "depth": 1, "width": 512,
+            "batch": 1024, "gflops": rate} for backend, rate in rates.items()]
+    gflops = flops_per_step(10, 512, 1024) / (numba_us * 1e-6) / 1e9
+    out.append({"name": "gemm_efficiency", "backend": "numba", "dtype": dtype, "depth": 10,
+                "width": 512, "batch": 1024, "gflops": gflops,
+                "numpy_gemm_gflops": rates["numpy"], "numba_gemm_gflops": rates["numba"],
+                "fraction": gflops / rates["numpy"], "us_per_step": numba_us})
+    log(f"  GEMM {dtype}: numpy {rates['numpy']:.0f} GFLOP/s, numba's BLAS {rates['numba']:.0f}; "
+        f"numba's step {gflops:.0f} GFLOP/s ({100 * gflops / rates['numpy']:.0f}% of numpy's)")
+    return out
+
+
+# --- fresh processes: JIT cold/warm start, the Hydra app ---------------------------------------------

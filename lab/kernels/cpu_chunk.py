@@ -1,0 +1,452 @@
+"""The CPU training chunk: many optimizer steps in one compiled call (``train_chunk``, exported
+by ``cpu.py`` as part of its kernel set), built from ``cpu.py``'s passes over a batch.
+
+A step's batch is cut into ``parts`` column blocks (``threads.chunk_plan``). Each part runs
+forward and backward on its columns alone, into its own slot of the workspace (gradient, raw
+sums, loss, hits, histograms); the parts' slots are then added in part order and one update
+follows. parts = 1 is the plain step (``_chunk_serial``, which compiles no parallel code);
+parts > 1 runs as a team of threads claiming parts (``_chunk_team``), or, for big nets, with
+layer-parallel sums and updates (``_chunk_parts``). Which thread ran a part never matters: the
+numbers are the same for any thread count and any timing.
+"""
+
+import math
+from collections import namedtuple
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from . import fastmath as fm
+from .blas import sq_sum
+from .codes import (
+    H_THRESHOLD,
+    L_ACT_MEAN,
+    L_ACT_STD,
+    L_DELTA,
+    L_GRAD,
+    L_SATURATION,
+    L_UPDATE,
+    L_WEIGHT,
+    S_ACCURACY,
+    S_GRAD_TOTAL,
+    S_LOSS,
+)
+from .cpu import (
+    N_RAW,
+    R_DSQ,
+    R_M2,
+    R_SAT,
+    R_SUM,
+    _backward_pass,
+    _corrections,
+    _forward_pass,
+    _hits,
+    _is_packed,
+    _unit_offsets,
+    _update_ratio,
+    _update_segment,
+    _view,
+)
+from .intrinsics import (
+    atomic_read,
+    fetch_add,
+    flush_subnormals,
+    jit,
+    mat,
+    restore_mode,
+    seg,
+    yield_thread,
+)
+from .threads import blas_threads, chunk_plan, numba_threads, part_threads
+
+parallel_jit = njit(cache=True, nogil=True, parallel=True, **fm.FLAGS)
+
+Workspace = namedtuple("Workspace", [
+    "uoff",  # row offset of each layer in the stacked buffers
+    "stride",  # length of one part's slot in xb, yb, zb, ab, da/db, acc
+    "xb", "yb", "zb", "ab", "da", "db", "acc",  # per-part batch, Z[L], A, two dZ, accumulators
+    "grads",  # parts x n_theta: each part's gradient (part 0's becomes the step's)
+    "raws",  # (parts, N_RAW, L) raw sums of each part
+    "hists_act", "hists_delta",  # (parts, L, bins) the first step's histograms
+    "losses", "hits",  # (parts,), (parts, 2)
+    "counter",  # int64[8], atomic: Q_CLAIM, Q_DONE, Q_EPOCH, Q_STOP, Q_RESULT (see _chunk_team)
+    "sums",  # (L, 3): |dW|^2, |db|^2, |W|^2 per layer
+    "moved",  # (L,): |step W|^2 per layer
+])
+
+
+@jit
+def _workspace(theta, sizes, parts, per_max, bins):
+    """Every buffer a chunk needs, allocated once per chunk for parts of at most per_max
+    columns."""
+    L = sizes.shape[0] - 1
+    units, widest = 0, sizes[0]
+    for l in range(1, L + 1):
+        units += sizes[l]
+        widest = max(widest, sizes[l])
+    nL, n_x = sizes[L], sizes[0]
+    stride = np.array([n_x * per_max, nL * per_max, nL * per_max, units * per_max,
+                       widest * per_max, 4 * per_max], dtype=np.int64)
+    dt = theta.dtype
+    return Workspace(
+        _unit_offsets(sizes), stride,
+        np.empty(parts * stride[0], dt), np.empty(parts * stride[1], dt),
+        np.empty(parts * stride[2], dt), np.empty(parts * stride[3], dt),
+        np.empty(parts * stride[4], dt), np.empty(parts * stride[4], dt),
+        np.empty(parts * stride[5], dt),
+        np.empty(parts * theta.shape[0], dt), np.zeros((parts, N_RAW, L)),
+        np.zeros((parts, L, bins), np.int64), np.zeros((parts, L, bins), np.int64),
+        np.zeros(parts), np.zeros((parts, 2), np.int64), np.zeros(8, np.int64),
+        np.zeros((L, 3)), np.zeros(L))
+
+
+@jit
+def _part_step(p, parts, theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, X, Y,
+               order, start, m_all, hist, act_range, ws):
+    """Forward and backward for part p of a step's batch: columns order[start + j] for j in
+    [p per, min((p + 1) per, m_all)), per = ceil(m_all / parts), into part p's slot of ws."""
+    mode = flush_subnormals(theta)
+    n_x, n_y = sizes[0], sizes[sizes.shape[0] - 1]
+    per = (m_all + parts - 1) // parts
+    j0 = p * per
+    m = min(per, m_all - j0)
+    stride = ws.stride
+    A0 = mat(ws.xb, p * stride[0], n_x, m)
+    Yb = mat(ws.yb, p * stride[1], n_y, m)
+    for j in range(m):
+        col = order[start + j0 + j]
+        for i in range(n_x):
+            A0[i, j] = X[i, col]
+        for i in range(n_y):
+            Yb[i, j] = Y[i, col]
+    n_theta = theta.shape[0]
+    grad = seg(ws.grads, p * n_theta, n_theta)
+    zbuf, abuf = seg(ws.zb, p * stride[2], stride[2]), seg(ws.ab, p * stride[3], stride[3])
+    dz_a, dz_b = seg(ws.da, p * stride[4], stride[4]), seg(ws.db, p * stride[4], stride[4])
+    accbuf = seg(ws.acc, p * stride[5], stride[5])
+    raw = ws.raws[p]
+    _forward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, A0, m, ws.uoff, zbuf, abuf,
+                  raw, accbuf)
+    ws.losses[p] = _backward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code,
+                                  A0, Yb, m, m_all, ws.uoff, zbuf, abuf, grad, dz_a, dz_b, raw,
+                                  hist, ws.hists_act[p], ws.hists_delta[p], act_range, accbuf)
+    h, c = _hits(loss_code, _view(abuf, ws.uoff[sizes.shape[0] - 2], n_y, m), Yb)
+    ws.hits[p, 0] = h
+    ws.hits[p, 1] = c
+    restore_mode(mode)
+
+
+@parallel_jit
+def _parts_parallel(threads, parts, theta, sizes, w_off, b_off, hidden_act, out_act, loss_code,
+                    X, Y, order, start, m_all, hist, act_range, ws):
+    """The step's parts on `threads` threads, each claiming the next unclaimed part until none
+    is left (dynamic: a slow or descheduled thread runs fewer parts)."""
+    ws.counter[0] = 0
+    for _ in prange(threads):
+        p = fetch_add(ws.counter, 0, 1)
+        while p < parts:
+            _part_step(p, parts, theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, X,
+                       Y, order, start, m_all, hist, act_range, ws)
+            p = fetch_add(ws.counter, 0, 1)
+
+
+@jit
+def _combine_layer(grads, parts, theta, sizes, w_off, b_off, l, sums):
+    """Layer l: the other parts' gradients added into part 0's in part order
+    (((g_0 + g_1) + g_2) + ...), then sums[l] = (|dW|^2, |db|^2, |W|^2)."""
+    n = theta.shape[0]
+    n_w, n_b = sizes[l + 1] * sizes[l], sizes[l + 1]
+    for lo, cnt in ((w_off[l], n_w), (b_off[l], n_b)):
+        g = seg(grads, lo, cnt)
+        for p in range(1, parts):
+            other = seg(grads, p * n + lo, cnt)
+            for i in range(cnt):
+                g[i] += other[i]
+    sums[l, 0] = sq_sum(seg(grads, w_off[l], n_w))
+    sums[l, 1] = sq_sum(seg(grads, b_off[l], n_b))
+    sums[l, 2] = sq_sum(seg(theta, w_off[l], n_w))
+
+
+@jit
+def _update_layer(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off, l, moved):
+    """Layer l's update (its steps overwrite grad), then moved[l] = |step W|^2."""
+    n_w = sizes[l + 1] * sizes[l]
+    _update_segment(theta, grad, vel, sq, w_off[l], w_off[l] + n_w, opt_code, hyper, r1, r2,
+                    True)
+    _update_segment(theta, grad, vel, sq, b_off[l], b_off[l] + sizes[l + 1], opt_code, hyper,
+                    r1, r2, True)
+    moved[l] = sq_sum(seg(grad, w_off[l], n_w))
+
+
+@parallel_jit
+def _layers_parallel(threads, update_now, theta, grad_or_grads, vel, sq, parts, opt_code, hyper,
+                     r1, r2, sizes, w_off, b_off, ws):
+    """Layer by layer on `threads` threads, layers claimed one at a time: the gradient sum and
+    norms (update_now False), or the update (update_now True)."""
+    L = sizes.shape[0] - 1
+    ws.counter[0] = 0
+    for _ in prange(threads):
+        mode = flush_subnormals(theta)
+        l = fetch_add(ws.counter, 0, 1)
+        while l < L:
+            if update_now:
+                _update_layer(theta, grad_or_grads, vel, sq, opt_code, hyper, r1, r2, sizes,
+                              w_off, b_off, l, ws.moved)
+            else:
+                _combine_layer(grad_or_grads, parts, theta, sizes, w_off, b_off, l, ws.sums)
+            l = fetch_add(ws.counter, 0, 1)
+        restore_mode(mode)
+
+
+@jit
+def _finish_stats(raws, parts, sizes, m_all, stats):
+    """stats[L_ACT_MEAN, L_ACT_STD, L_SATURATION, L_DELTA] from the parts' raw sums: mean = sum /
+    count, std = sqrt(M2 / count) with the parts' squared deviations around their own means
+    combined as in Chan et al. (M2 += M2_p + delta^2 n n_p / (n + n_p)), |dZ| = sqrt(sum)."""
+    per = (m_all + parts - 1) // parts
+    for l in range(sizes.shape[0] - 1):
+        n = sizes[l + 1]
+        total, sat, dsq = 0.0, 0.0, 0.0
+        count, mean, m2 = 0.0, 0.0, 0.0
+        for p in range(parts):
+            cp = float(n * max(0, min(per, m_all - p * per)))
+            if cp == 0:
+                continue  # an empty part (batch smaller than the parts): nothing to add
+            sp = raws[p, R_SUM, l]
+            total += sp
+            sat += raws[p, R_SAT, l]
+            dsq += raws[p, R_DSQ, l]
+            if count == 0:
+                count, mean, m2 = cp, sp / cp, raws[p, R_M2, l]
+            else:
+                delta = sp / cp - mean
+                both = count + cp
+                m2 += raws[p, R_M2, l] + delta * delta * count * cp / both
+                mean += delta * cp / both
+                count = both
+        stats[L_ACT_MEAN, l] = total / count
+        stats[L_SATURATION, l] = sat / count
+        stats[L_ACT_STD, l] = math.sqrt(m2 / count)
+        stats[L_DELTA, l] = math.sqrt(dsq)
+
+
+@jit
+def _combine_serial(theta, sizes, w_off, b_off, parts, ws):
+    """The parts' gradients added into part 0's in part order, then the per-layer sums."""
+    n_theta = theta.shape[0]
+    grad = seg(ws.grads, 0, n_theta)
+    for p in range(1, parts):
+        other = seg(ws.grads, p * n_theta, n_theta)
+        for i in range(n_theta):
+            grad[i] += other[i]
+    for l in range(sizes.shape[0] - 1):
+        n_out, n_in = sizes[l + 1], sizes[l]
+        ws.sums[l, 0] = sq_sum(seg(grad, w_off[l], n_out * n_in))
+        ws.sums[l, 1] = sq_sum(seg(grad, b_off[l], n_out))
+        ws.sums[l, 2] = sq_sum(seg(theta, w_off[l], n_out * n_in))
+
+
+@jit
+def _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_act, hist_delta):
+    """Step k's statistics from the workspace; True when the step diverged (non-finite loss or
+    gradient norm, or loss above hyper[H_THRESHOLD])."""
+    L = sizes.shape[0] - 1
+    stats = layer_stats[k]
+    _finish_stats(ws.raws, parts, sizes, m_all, stats)
+    if k == 0:
+        for p in range(parts):
+            hist_act += ws.hists_act[p]
+            hist_delta += ws.hists_delta[p]
+    loss, hit, counted = 0.0, 0, 0
+    for p in range(parts):
+        loss += ws.losses[p]
+        hit += ws.hits[p, 0]
+        counted += ws.hits[p, 1]
+    grad_sq = 0.0
+    for l in range(L):
+        grad_sq += ws.sums[l, 0] + ws.sums[l, 1]
+        stats[L_GRAD, l] = math.sqrt(ws.sums[l, 0])
+        stats[L_WEIGHT, l] = math.sqrt(ws.sums[l, 2])
+        stats[L_UPDATE, l] = 0.0
+    grad_total = math.sqrt(grad_sq)
+    scalars[k, S_LOSS] = loss
+    scalars[k, S_GRAD_TOTAL] = grad_total
+    scalars[k, S_ACCURACY] = hit / counted if counted else np.nan
+    return not (math.isfinite(loss) and math.isfinite(grad_total)) or loss > hyper[H_THRESHOLD]
+
+
+@jit
+def _update_serial(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off, packed,
+                   moved):
+    """The update on one thread (one pass over all parameters when packed); the steps overwrite
+    grad, so each layer's update ratio is one more vector sum over its W part."""
+    if packed:
+        _update_segment(theta, grad, vel, sq, 0, theta.shape[0], opt_code, hyper, r1, r2, True)
+        for l in range(sizes.shape[0] - 1):
+            moved[l] = sq_sum(seg(grad, w_off[l], sizes[l + 1] * sizes[l]))
+    else:
+        for l in range(sizes.shape[0] - 1):
+            _update_layer(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off, l,
+                          moved)
+
+
+@jit
+def _update_ratios(k, sizes, ws, layer_stats):
+    for l in range(sizes.shape[0] - 1):
+        layer_stats[k, L_UPDATE, l] = _update_ratio(math.sqrt(ws.moved[l]),
+                                                    layer_stats[k, L_WEIGHT, l])
+
+
+@jit
+def _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper, t_start, packed,
+                 m_all, ws, scalars, layer_stats, hist_act, hist_delta):
+    """After every part of step k: the gradients added in part order, the step's statistics,
+    and (unless it diverged: returns True) the update and its ratios, on this thread."""
+    _combine_serial(theta, sizes, w_off, b_off, parts, ws)
+    if _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_act,
+                    hist_delta):
+        return True
+    r1, r2 = _corrections(hyper, t_start + k + 1)
+    _update_serial(theta, seg(ws.grads, 0, theta.shape[0]), vel, sq, opt_code, hyper, r1, r2,
+                   sizes, w_off, b_off, packed, ws.moved)
+    _update_ratios(k, sizes, ws, layer_stats)
+    return False
+
+
+@jit
+def _chunk_serial(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
+                  hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
+                  hist_delta, act_range):
+    """train_chunk's loop for one part per step, on this thread (no parallel code compiled)."""
+    ws = _workspace(theta, sizes, 1, counts.max(), hist_act.shape[1])
+    packed = _is_packed(theta, sizes, w_off, b_off)
+    mode = flush_subnormals(theta)
+    for k in range(starts.shape[0]):
+        _part_step(0, 1, theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, X, Y, order,
+                   starts[k], counts[k], k == 0, act_range, ws)
+        if _finish_step(k, 1, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper, t_start,
+                        packed, counts[k], ws, scalars, layer_stats, hist_act, hist_delta):
+            restore_mode(mode)
+            return k + 1, True
+    restore_mode(mode)
+    return starts.shape[0], False
+
+
+# The team: one parallel region for the whole chunk (threads wake once per chunk, not once per
+# step). Claims are numbered across steps: claim q is part q % parts of step q // parts. A thread
+# that claimed a part of a step not yet open yields its core until the step opens (Q_EPOCH); the
+# thread that finishes a step's last part (Q_DONE) finishes the step (sums, statistics, update)
+# and opens the next. No thread ever waits for a thread that is waiting, so any number of
+# threads, run in any interleaving (or one after the other), completes the chunk, and a
+# descheduled thread holds back at most the part it holds.
+Q_CLAIM, Q_DONE, Q_EPOCH, Q_STOP, Q_RESULT = 0, 1, 2, 3, 4
+
+
+@parallel_jit
+def _team(threads, parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code,
+          opt_code, hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
+          hist_delta, act_range, packed, ws):
+    """The chunk's steps on `threads` threads claiming parts (see above)."""
+    n_steps = starts.shape[0]
+    q = ws.counter
+    for _ in prange(threads):
+        mode = flush_subnormals(theta)
+        while True:
+            claim = fetch_add(q, Q_CLAIM, 1)
+            k = claim // parts
+            if k >= n_steps:
+                break
+            while atomic_read(q, Q_EPOCH) < k and atomic_read(q, Q_STOP) == 0:
+                yield_thread()
+            if atomic_read(q, Q_STOP) != 0:
+                break
+            _part_step(claim % parts, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
+                       loss_code, X, Y, order, starts[k], counts[k], k == 0, act_range, ws)
+            if fetch_add(q, Q_DONE, 1) + 1 == (k + 1) * parts:  # the step's last part
+                if _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper,
+                                t_start, packed, counts[k], ws, scalars, layer_stats, hist_act,
+                                hist_delta):
+                    q[Q_RESULT] = k + 1
+                    fetch_add(q, Q_STOP, 1)
+                    break
+                fetch_add(q, Q_EPOCH, 1)
+        restore_mode(mode)
+
+
+@jit
+def _chunk_team(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
+                hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
+                hist_delta, act_range, parts, threads):
+    """train_chunk's loop for `parts` parts per step, claimed by `threads` threads."""
+    per_max = (counts.max() + parts - 1) // parts
+    ws = _workspace(theta, sizes, parts, per_max, hist_act.shape[1])
+    packed = _is_packed(theta, sizes, w_off, b_off)
+    _team(threads, parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code,
+          opt_code, hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
+          hist_delta, act_range, packed, ws)
+    if ws.counter[Q_STOP] != 0:
+        return ws.counter[Q_RESULT], True
+    return starts.shape[0], False
+
+
+@jit
+def _chunk_parts(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
+                 hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
+                 hist_delta, act_range, parts, threads, big):
+    """train_chunk's loop for big nets: `parts` parts per step on `threads` threads, then the
+    gradient sum, norms and update layer by layer on the threads too (a parallel region per
+    phase: on steps this long, waking the threads costs nothing)."""
+    per_max = (counts.max() + parts - 1) // parts
+    ws = _workspace(theta, sizes, parts, per_max, hist_act.shape[1])
+    packed = _is_packed(theta, sizes, w_off, b_off)
+    grad = seg(ws.grads, 0, theta.shape[0])
+    mode = flush_subnormals(theta)
+    for k in range(starts.shape[0]):
+        m_all = counts[k]
+        _parts_parallel(threads, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
+                        loss_code, X, Y, order, starts[k], m_all, k == 0, act_range, ws)
+        if big:
+            _layers_parallel(threads, False, theta, ws.grads, vel, sq, parts, opt_code, hyper,
+                             1.0, 1.0, sizes, w_off, b_off, ws)
+        else:
+            _combine_serial(theta, sizes, w_off, b_off, parts, ws)
+        if _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_act,
+                        hist_delta):
+            restore_mode(mode)
+            return k + 1, True
+        r1, r2 = _corrections(hyper, t_start + k + 1)
+        if big:
+            _layers_parallel(threads, True, theta, grad, vel, sq, parts, opt_code, hyper, r1, r2,
+                             sizes, w_off, b_off, ws)
+        else:
+            _update_serial(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off,
+                           packed, ws.moved)
+        _update_ratios(k, sizes, ws, layer_stats)
+    restore_mode(mode)
+    return starts.shape[0], False
+
+
+def train_chunk(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
+                hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats,
+                hist_act, hist_delta, act_range, plan=None, threads=None):
+    """Run len(starts) optimizer steps in one compiled call (see reference.train_chunk for the
+    contract); returns (steps_done, diverged). ``plan`` (default: ``chunk_plan`` of the shape)
+    and ``threads`` (default: ``part_threads``) change the speed only, never the numbers: tests
+    pass them to prove it."""
+    if plan is None:
+        plan = chunk_plan(sizes, counts)
+    args = (theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code, hyper,
+            t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act, hist_delta,
+            act_range)
+    with blas_threads(plan.blas_threads):
+        if plan.parts == 1:
+            done, diverged = _chunk_serial(*args)
+        else:
+            n = part_threads(plan.parts) if threads is None else max(1, int(threads))
+            with numba_threads(min(n, numba.config.NUMBA_NUM_THREADS)):
+                if plan.big:
+                    done, diverged = _chunk_parts(*args, plan.parts, n, True)
+                else:
+                    done, diverged = _chunk_team(*args, plan.parts, n)
+    return int(done), bool(diverged)
