@@ -24,7 +24,15 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert machine["blas"] and all("version" in b for b in machine["blas"])
     results = doc["results"]
     assert results and all(FIELDS <= r.keys() for r in results)
-    assert all("us_per_step" in r or "seconds" in r or "gflops" in r for r in results)
+    assert all("us_per_step" in r or "seconds" in r or "gflops" in r or "us_loaded" in r
+               or "predicted_us" in r for r in results)
+    # the written GPU prediction: launches and bytes per step for every measured shape
+    gpu = {(r["depth"], r["width"], r["batch"], r["dtype"]): r for r in results
+           if r["name"] == "gpu_prediction"}
+    assert set(gpu) == {s + (d,) for s in bench.QUICK_SHAPES for d in bench.DTYPES}
+    assert gpu[(10, 64, 256, "float64")]["launches"] == 23
+    ratio = gpu[(10, 64, 256, "float64")]["bytes"] / gpu[(10, 64, 256, "float32")]["bytes"]
+    assert 1.9 < ratio <= 2.0  # everything but the float64 loss terms halves in float32
     steps = [r for r in results if r["name"] == "train_step"]
     for backend in ("numpy", "numba"):
         for shape in bench.QUICK_SHAPES:

@@ -108,8 +108,8 @@ def load_table(results):
     rows = [r for r in results if r["name"] == "load_ratio"]
     if not rows:
         return ""
-    lines = ["| shape, dtype | peer | idle ratio | one core busy | change (target within "
-             f"{100 * LOAD_TOLERANCE:.0f}%) | load average idle → busy |",
+    lines = ["| shape, dtype | peer | ratio, no busy process | one core busy | change (target "
+             f"within {100 * LOAD_TOLERANCE:.0f}%) | load average before → busy |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         for peer, idle in r["ratio_idle"].items():
@@ -163,9 +163,10 @@ def write_markdown(path, results, machine, peers, notes, quick):
             step_table(results, peers), ""]
     loaded = load_table(results)
     if loaded:
-        text += ["Load tolerance: numba's speed-up over each peer with the machine idle and with "
+        text += ["Load tolerance: numba's speed-up over each peer as the machine is, then with "
                  "one core kept busy by a background process that the bench starts and stops "
-                 "(measured back to back).", "", loaded, ""]
+                 "(measured back to back; the load average says how idle \"as is\" was).", "",
+                 loaded, ""]
     gpu = gpu_table(results)
     if gpu:
         text += ["CUDA on a real GPU, predicted (`lab/bench/gpu.py`: launches, bytes and FLOPs per "
