@@ -60,7 +60,7 @@ def log_steps(steps, log_every="auto"):
     return np.unique(np.append(np.arange(0, steps, log_every), steps - 1)).astype(np.int64)
 
 
-def test_steps(logged):
+def evaluated_steps(logged):
     """The logged steps at which the test set is evaluated: at most about AUTO_LOG_POINTS of
     them, first and last included (auto logging gives AUTO_LOG_POINTS + 1 logged steps with
     the last one: every one is evaluated)."""
@@ -202,7 +202,7 @@ def train(net, optimizer, X, Y, *, steps, batch_size="full", loss="mse", seed=0,
     classifier = loss != "mse"
     L = net.depth
 
-    evaluated = set(test_steps(logged).tolist()) if has_test else set()
+    evaluated = set(evaluated_steps(logged).tolist()) if has_test else set()
     chunks, status, diverged_at, seconds = [], "completed", None, 0.0
     for t0, t1 in zip(bounds[:-1], bounds[1:]):
         started = time.perf_counter()

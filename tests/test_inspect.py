@@ -63,12 +63,12 @@ def test_history_records_the_trained_network_and_caps_test_evaluations():
     assert len(h["hist_step"]) == 500
 
 
-def test_test_steps_keep_every_auto_logged_step_and_thin_the_rest():
-    from lab.train import log_steps, test_steps
+def test_the_test_set_is_evaluated_at_every_auto_logged_step_and_at_most_about_100():
+    from lab.train import evaluated_steps, log_steps
 
     auto = log_steps(2000, "auto")
-    np.testing.assert_array_equal(test_steps(auto), auto)  # auto logging: all evaluated
+    np.testing.assert_array_equal(evaluated_steps(auto), auto)  # auto logging: all evaluated
     every = log_steps(2000, 1)
-    picked = test_steps(every)
+    picked = evaluated_steps(every)
     assert 95 <= len(picked) <= 102 and picked[0] == 0 and picked[-1] == 1999
     assert set(picked) <= set(every)

@@ -29,7 +29,7 @@ import lab.data
 from lab import track
 from lab.app import JobContext, run_job
 from lab.schema import register_configs
-from lab.train import log_steps, test_steps
+from lab.train import evaluated_steps, log_steps
 from lab.views import describe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -387,7 +387,8 @@ def test_two_parallel_sweeps_into_one_sqlite_store_lose_nothing(tmp_path):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 2 and len(children) == 2 * jobs
     logged = log_steps(steps, log_every)  # loss/test: at most ~100 of them
-    expected = len(children) * (len(logged) * (METRICS_PER_STEP - 1) + len(test_steps(logged)))
+    expected = len(children) * (len(logged) * (METRICS_PER_STEP - 1)
+                                + len(evaluated_steps(logged)))
     found = 0
     for run in children:
         assert run.info.status == "FINISHED" and run.data.tags["status"] == "completed"
