@@ -15,7 +15,8 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# PYTHONWARNINGS: setuptools' editable-install notice is not the user's concern
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)  ## run the exploding_identity and vanishing_sigmoid sweeps into sqlite:///mlruns.db
