@@ -3,12 +3,10 @@
 import subprocess
 import sys
 
-from mlflow.tracking import MlflowClient
-
 from . import track
 from .app import REPO_ROOT
 from .summary import table_text
-from .sweep import latest_sweep
+from .track import read
 
 STUDIES = ("exploding_identity", "vanishing_sigmoid")
 
@@ -21,10 +19,10 @@ def main(studies=STUDIES):
         if done.returncode != 0:
             sys.exit(done.returncode)
     uri = track.resolve_tracking_uri(None, REPO_ROOT)
-    client = MlflowClient(uri)
+    client = read.open_store(uri)
     print("\n=== Results (read back from the MLflow store)")
     for study in studies:
-        found = latest_sweep(client, study)
+        found = read.latest_sweep(client, study)
         if found is None:
             continue
         parent, jobs = found

@@ -9,7 +9,6 @@ is logged (the app calls it before the process exits and before a sweep's summar
 
 import logging
 import multiprocessing
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -41,17 +40,20 @@ def figures_of_run(out_dir, cfg, title):
 
 
 def render_and_log(uri, run_id, out_dir, cfg, title):
-    """Worker side: a run's figures, logged under ``figures/``; returns their names."""
+    """Worker side: a run's figures, saved in ``<run dir>/figures/`` (so ``lab.sync`` has them
+    too) and logged under ``figures/``; returns their names."""
     import matplotlib.pyplot as plt
-    from mlflow.tracking import MlflowClient
 
-    with tempfile.TemporaryDirectory() as tmp:
-        names = []
-        for name, fig in figures_of_run(out_dir, cfg, title).items():
-            fig.savefig(Path(tmp) / name)
-            plt.close(fig)
-            names.append(name)
-        MlflowClient(uri).log_artifacts(run_id, tmp, "figures")
+    from . import track
+
+    folder = Path(out_dir) / "figures"
+    folder.mkdir(exist_ok=True)
+    names = []
+    for name, fig in figures_of_run(out_dir, cfg, title).items():
+        fig.savefig(folder / name)
+        plt.close(fig)
+        names.append(name)
+    track.log_artifacts(uri, run_id, folder, "figures")
     return names
 
 

@@ -101,6 +101,7 @@ class TrackingConfig:
     uri: str | None = None  # else MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlruns.db
     experiment: str | None = None  # else the +experiment= name, else "default"
     log_every: Any = AUTO_LOG_EVERY  # int >= 1, or "auto" (about 100 points per run)
+    detail: str = "default"  # full | default | summary: points per metric (lab/track/detail.py)
     figures: bool = True
     progress: bool = True
 

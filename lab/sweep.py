@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,11 +22,12 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
-from . import figure_worker, track
+from . import figure_worker, signals, track
 from .app import REPO_ROOT, make_data
 from .plots import sweep_comparison
 from .schema import ConfigError, validate
 from .summary import table_csv, table_text
+from .track import read
 
 log = logging.getLogger("lab")
 TOTAL_FILE = ".gradlab_jobs_total"
@@ -40,6 +40,15 @@ STOP_FILE = ".gradlab_interrupted"  # in the sweep dir once a signal stopped the
 #: ~0.1 s, as much again as Hydra's own check); their jobs are still checked one by one
 CHECK_JOBS_MAX = 256
 _sweep_dirs = []  # sweeps started by this process: main() reads their jobs' statuses
+
+
+incomplete_lines = []  # one line per run of this process whose values are not all in the store
+
+
+def finish_background_runs():
+    """Wait for runs ended on threads; their store faults become one line each."""
+    for exc in track.wait_for_runs():
+        incomplete_lines.append(f"gradlab: {exc}")
 
 
 def is_config_error(exc):
@@ -173,40 +182,8 @@ def sweep_statuses(sweep_dirs=None):
     return counts
 
 
-def child_summaries(client, experiment_id, parent_run_id):
-    """Each child run's summary.json (from its artifacts), ordered by label."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    runs = client.search_runs([experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                              max_results=5000)
-    jobs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for run in runs:
-            try:
-                path = client.download_artifacts(run.info.run_id, "summary.json", tmp)
-                job = json.loads(Path(path).read_text())
-            except Exception:  # a failed or interrupted job has no summary
-                job = {"label": run.info.run_name, "final_loss": None}
-            job["status"] = run.data.tags.get("status", job.get("status", "failed"))
-            job["run_id"] = run.info.run_id
-            job.setdefault("label", run.info.run_name)
-            jobs.append(job)
-    # in launch order (the sweep's job numbers); runs without a summary go last, by label
-    return sorted(jobs, key=lambda j: (j.get("job") is None, j.get("job") or 0,
-                                       j.get("label") or ""))
-
-
-def latest_sweep(client, experiment):
-    """(parent run, child summaries) of the latest finished sweep of an experiment, or None."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    parents = client.search_runs([exp.experiment_id], filter_string="tags.sweep = 'parent'",
-                                 order_by=["attributes.start_time DESC"], max_results=1)
-    if not parents:
-        return None
-    parent = parents[0]
-    return parent, child_summaries(client, exp.experiment_id, parent.info.run_id)
+child_summaries = read.child_summaries  # the store's queries live in lab/track/read.py
+latest_sweep = read.latest_sweep
 
 
 class SweepCallback(Callback):
@@ -236,9 +213,11 @@ class SweepCallback(Callback):
         if "joblib" in str(config.hydra.launcher.get("_target_", "")).lower():
             # jobs run in worker processes: a signal asks them to save their runs and the
             # sweep to start no new job (a second signal stops at once)
-            track.install_interrupt_handlers("sweep", stop_file=sweep_dir / STOP_FILE)
+            signals.install_interrupt_handlers("sweep", stop_file=sweep_dir / STOP_FILE)
         if not config.tracking.enabled:
             return
+        from .track.sync import repair_quietly
+        repair_quietly(uri)  # runs and sweeps of this host whose process is gone
         name = experiment_name(config, config.hydra.runtime.choices)
         self.parent = track.SweepParent.open(uri, name, sweep_dir, run_name=name,
                                              tags={"experiment": name, "jobs_total": total,
@@ -248,7 +227,7 @@ class SweepCallback(Callback):
                  track.mask_uri(uri))
 
     def on_multirun_end(self, config, **kwargs):
-        track.wait_for_runs()
+        finish_background_runs()
         figure_worker.wait()
         if self.parent is None:
             return
@@ -256,11 +235,17 @@ class SweepCallback(Callback):
             jobs = child_summaries(self.parent.client, self.parent.experiment_id,
                                   self.parent.run_id)
             name = experiment_name(config, config.hydra.runtime.choices)
-            self.parent.log_text(table_csv(jobs), "summary.csv")
-            self.parent.log_text(json.dumps(jobs, indent=1), "summary.json")
+            sweep_dir = Path(config.hydra.sweep.dir)  # the record, then the store
+            (sweep_dir / "summary.csv").write_text(table_csv(jobs))
+            (sweep_dir / "summary.json").write_text(json.dumps(jobs, indent=1))
+            self.parent.log_artifact(sweep_dir / "summary.csv")
+            self.parent.log_artifact(sweep_dir / "summary.json")
             if any(j.get("final_loss") is not None for j in jobs):  # not if all were stopped
                 fig = sweep_comparison(jobs, f"{name}: gradient norm by layer and final loss")
-                self.parent.log_figure(fig, "figures/sweep_comparison.png")
+                (sweep_dir / "figures").mkdir(exist_ok=True)
+                fig.savefig(sweep_dir / "figures" / "sweep_comparison.png")
+                self.parent.log_artifact(sweep_dir / "figures" / "sweep_comparison.png",
+                                         "figures")
             counts = {s: sum(j["status"] == s for j in jobs)
                       for s in ("completed", "diverged", "failed", "interrupted")}
             self.parent.set_tags({f"jobs_{k}": v for k, v in counts.items()})
@@ -307,11 +292,8 @@ def _close_orphans(parent):
     """Mark the parent's children still RUNNING as interrupted: the sweep is over, so their
     process was killed (joblib kills its workers when the launching process is interrupted)."""
     try:
-        runs = parent.client.search_runs(
-            [parent.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{parent.run_id}' "
-                          "and attributes.status = 'RUNNING'", max_results=5000)
-        for run in runs:
+        for run in read.child_runs(parent.client, parent.experiment_id, parent.run_id,
+                                   running_only=True):
             parent.client.set_tag(run.info.run_id, "status", "interrupted")
             parent.client.set_terminated(run.info.run_id, "KILLED")
             log.warning("run %s (%s) was left running by a killed worker; marked interrupted",

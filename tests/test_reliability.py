@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 import lab.app
 import lab.data
-from lab import track
+from lab import signals, track
 from lab.app import JobContext, run_job
 from lab.schema import register_configs
 from lab.train import log_steps
@@ -439,9 +439,9 @@ def test_signal_inside_interrupt_guard_waits_for_the_block():
     """What keeps history.npz and the store in step: a chunk is recorded whole or not at all."""
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        track.install_interrupt_handlers()
+        signals.install_interrupt_handlers()
         done = []
-        with pytest.raises(KeyboardInterrupt, match="SIGTERM"), track.interrupt_guard():
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"), signals.interrupt_guard():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)  # the handler has run by now, and deferred the interrupt
             done.append("rest of the block")
