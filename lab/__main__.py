@@ -41,6 +41,7 @@ log = logging.getLogger("lab")
 OmegaConf.register_new_resolver("gradlab_pid", lambda: str(os.getpid()), use_cache=True,
                                 replace=True)
 EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 3, 130
+WORKER_DIED = ("TerminatedWorkerError", "BrokenProcessPool", "WorkerLostError")
 INTERRUPTED_LINE = ("gradlab: interrupted; metrics so far were flushed and the run marked "
                     "status=interrupted")
 _failed_runs = []
@@ -134,6 +135,11 @@ def main():
         print(INTERRUPTED_LINE, file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
+        if type(exc).__name__ in WORKER_DIED:  # joblib/loky: one line, not 50
+            print(f"gradlab: a worker process of the sweep died ({track.one_line(exc, 160)}); "
+                  "the sweep stopped. Runs it left open are closed as lost by `python -m "
+                  "lab.sync --repair` (also at the start of the next sweep)", file=sys.stderr)
+            sys.exit(EXIT_FAILED)
         if not (is_config_error(exc) or isinstance(exc, track.TrackingUnreachable)):
             raise
         print(error_line(exc), file=sys.stderr, flush=True)

@@ -423,17 +423,31 @@ class SweepParent(_RunHandle):
             cls._write_id(id_file, run.info.run_id)
             return cls(client, run.info.run_id, experiment_id, created=True, sweep_dir=sweep_dir)
 
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """In ``sweep.json`` (the record) and in the store."""
+        self._record(tags={**self._recorded().get("tags", {}),
+                           **{str(k): tag_value(v) for k, v in tags.items()}})
+        super().set_tags(tags)
+
+    def _recorded(self) -> dict:
+        if self.sweep_dir is None:
+            return {}
+        return rec.read_json(self.sweep_dir / rec.SWEEP_FILE) or {}
+
+    def _record(self, **fields: Any) -> None:
+        meta = self._recorded()
+        if meta:
+            rec.write_json(self.sweep_dir / rec.SWEEP_FILE, {**meta, **fields})
+
     def close(self, status: str = "completed") -> None:
         """Tag ``status`` and terminate the parent run. Later calls do nothing."""
         if self.status is not None:
             return
         self.status = status
-        if self.sweep_dir is not None:
-            meta = rec.read_json(self.sweep_dir / rec.SWEEP_FILE)
-            if meta is not None:
-                rec.write_json(self.sweep_dir / rec.SWEEP_FILE,
-                               {**meta, "status": status, "ended": time.time()})
-        self._terminate(status)
+        self._record(status=status, ended=time.time())
+        _RunHandle.set_tags(self, {"status": status})
+        retry(lambda: self.client.set_terminated(self.run_id, STATUS_TO_MLFLOW[status]),
+              "set_terminated")
 
     @staticmethod
     def _read_id(id_file: Path) -> str:

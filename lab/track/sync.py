@@ -48,13 +48,14 @@ class SyncReport:
     values: int = 0  # metric values added
     artifacts: int = 0  # artifacts uploaded
     closed: int = 0  # runs ended (status set) by the sync
+    tags: int = 0  # tags set
     lost: int = 0  # of those, closed as lost
     open: int = 0  # left RUNNING: their process is still alive
     failed: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.created or self.values or self.artifacts or self.closed)
+        return bool(self.created or self.values or self.artifacts or self.closed or self.tags)
 
     def line(self) -> str:
         if not self.runs:
@@ -214,7 +215,19 @@ class Syncer:
                   "log_artifact")
             self.report.artifacts += 1
 
+    def _tags(self, run, meta: dict) -> None:
+        """Set the recorded tags the store lacks or holds with another value."""
+        from mlflow.entities import RunTag
+
+        skip = ("mlflow.parentRunId", "status", *INCOMPLETE_TAGS)
+        new = [RunTag(k, tag_value(v)) for k, v in meta.get("tags", {}).items()
+               if k not in skip and run.data.tags.get(k) != tag_value(v)]
+        for chunk in batches(new, MAX_PARAMS_TAGS_PER_BATCH):
+            retry(lambda c=chunk: self.client.log_batch(run.info.run_id, tags=c), "set_tags")
+        self.report.tags += len(new)
+
     def _close(self, run, status: str, meta: dict) -> None:
+        self._tags(run, meta)
         tags = run.data.tags
         if status not in STATUS_TO_MLFLOW:  # "running": a live sweep parent
             return
