@@ -23,6 +23,7 @@ import numpy as np
 from filelock import FileLock
 
 from . import record as rec
+from .fastsql import SqliteMetrics, sqlite_fast_path
 from .params import MAX_PARAMS_TAGS_PER_BATCH, batches, flatten_params, tag_value
 from .store import RETRY_BUDGET_S, ensure_store, get_or_create_experiment, retry
 from .store import client as make_client
@@ -196,7 +197,9 @@ class RunTracker(_RunHandle):
         except BaseException as exc:
             self.__exit__(type(exc), exc, exc.__traceback__)
             raise
-        self.writer = MetricWriter(self.client, self.run_id)
+        path = sqlite_fast_path(self.uri)
+        self.writer = MetricWriter(self.client, self.run_id,
+                                   fast=SqliteMetrics(path) if path is not None else None)
         return self
 
     # -- tolerant writes: with a record, a store fault is left to `lab.sync`, never fatal

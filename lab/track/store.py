@@ -101,6 +101,8 @@ def is_transient(exc: BaseException) -> bool:
         if exc.error_code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"):
             return True
         return exc.error_code == "INTERNAL_ERROR" or any(t in text for t in _TRANSIENT_TEXT)
+    if isinstance(exc, sqlite3.Error):  # the direct SQLite path (lab/track/fastsql.py)
+        return any(t in text for t in _TRANSIENT_TEXT)
     return isinstance(exc, (OSError, ConnectionError, TimeoutError))
 
 

@@ -129,5 +129,6 @@ def truncate(text: str, limit: int) -> str:
 def one_line(exc: BaseException | str, limit: int = 500) -> str:
     """First non-empty line of an error (or text), passwords masked, at most ``limit`` chars."""
     text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    text = text.split("[SQL:", 1)[0].split("(Background on this error", 1)[0]  # SQLAlchemy's
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return truncate(mask_uri(lines[0]) if lines else "", limit)

@@ -53,10 +53,12 @@ class MetricWriter:
         batch_size: int = MAX_METRICS_PER_BATCH,
         retry_budget_s: float = RETRY_BUDGET_S,
         max_queued: int = MAX_QUEUED_VALUES,
+        fast=None,
     ) -> None:
         if not 1 <= batch_size <= MAX_METRICS_PER_BATCH:
             raise ValueError(f"batch_size must be in 1..{MAX_METRICS_PER_BATCH}, got {batch_size}")
         self.client = client
+        self.fast = fast  # a fastsql.SqliteMetrics, or None: MlflowClient.log_batch
         self.run_id = run_id
         self.batch_size = batch_size
         self.retry_budget_s = retry_budget_s
@@ -151,6 +153,8 @@ class MetricWriter:
                 self._closed = True
                 self._queue.put(None)
                 self._thread.join()
+                if self.fast is not None:
+                    self.fast.close()
         if self.n_failed:
             raise RuntimeError(
                 f"MLflow metric logging for run {self.run_id} failed; "
@@ -227,7 +231,10 @@ class MetricWriter:
         def call() -> None:
             t0 = time.perf_counter()
             try:
-                self.client.log_batch(self.run_id, metrics=chunk)
+                if self.fast is not None:
+                    self.fast.log(self.run_id, chunk)
+                else:
+                    self.client.log_batch(self.run_id, metrics=chunk)
             finally:
                 self.seconds_in_store += time.perf_counter() - t0
                 self.n_calls += 1
