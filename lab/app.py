@@ -199,9 +199,11 @@ def _train_and_record(cfg, ctx, tracker, record, ds=None):
     if tracker is not None:
         tracker.log_artifact(ctx.output_dir / "summary.json")
         if tracking.get("figures", True):
-            # rendered beside the next job; joblib/Ray workers draw their own (they may exit)
+            # rendered beside the next job; joblib/Ray workers draw their own (they may exit);
+            # a single run leaves them to a detached process and exits
+            mode = "detached" if ctx.sweep_dir is None else _figures_in_background(ctx)
             figure_worker.submit(tracker.uri, tracker.run_id, ctx.output_dir, cfg,
-                                 _title(cfg, ctx), background=_figures_in_background(ctx))
+                                 _title(cfg, ctx), background=mode)
         tags = {"status": result.status}
         if result.diverged_at_step is not None:
             tags["diverged_at_step"] = result.diverged_at_step

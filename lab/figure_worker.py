@@ -9,6 +9,9 @@ is logged (the app calls it before the process exits and before a sweep's summar
 
 import logging
 import multiprocessing
+import os
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -57,10 +60,22 @@ def render_and_log(uri, run_id, out_dir, cfg, title):
     return names
 
 
+URI_ENV = "GRADLAB_FIGURE_URI"  # the store for a detached worker (kept off its command line)
+
+
 def submit(uri, run_id, out_dir, cfg, title, background=True):
-    """Queue one run's figures; rendered in place when ``background`` is False."""
+    """Queue one run's figures; rendered in place when ``background`` is False; with
+    ``"detached"`` by a process of their own that outlives this one (a single run: its
+    process exits without waiting; ``<run dir>/figures.log`` says how it went)."""
     global _executor
     args = (uri, run_id, str(out_dir), cfg, title)
+    if background == "detached":
+        with open(Path(out_dir) / "figures.log", "w") as out:
+            subprocess.Popen([sys.executable, "-m", "lab.figure_worker", str(out_dir), run_id,
+                              title], env={**os.environ, URI_ENV: uri},
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        return None
     if not background:
         return render_and_log(*args)
     if _executor is None:
@@ -82,3 +97,12 @@ def wait():
 
 def in_main_process():
     return multiprocessing.parent_process() is None
+
+
+if __name__ == "__main__":  # detached: python -m lab.figure_worker RUN_DIR RUN_ID TITLE
+    import yaml
+
+    run_dir, run_id, title = sys.argv[1:4]
+    config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    print("figures:", ", ".join(render_and_log(os.environ[URI_ENV], run_id, run_dir, config,
+                                                 title)))
