@@ -10,6 +10,7 @@ job failed in another process.
 """
 
 import atexit
+import copy
 import json
 import logging
 import math
@@ -121,11 +122,24 @@ def check_jobs(config):
     if not jobs or len(jobs) > CHECK_JOBS_MAX or not GlobalHydra.instance().is_initialized():
         return
     loader = GlobalHydra.instance().config_loader()
-    shapes = {}
+    shapes, composed = {}, {}
     for num, overrides in enumerate(jobs):
-        job_cfg = loader.load_sweep_config(config, list(overrides))
-        with open_dict(job_cfg):
-            del job_cfg["hydra"]
+        # Hydra composes each job twice more (its sweeper's check and the launch): compose
+        # once per combination of group choices here, and set plain values on a copy
+        groups, values = _split_overrides(loader, overrides)
+        if groups not in composed:
+            base = loader.load_sweep_config(config, list(groups))
+            with open_dict(base):
+                del base["hydra"]
+            composed[groups] = base
+        job_cfg = copy.deepcopy(composed[groups])
+        label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.")))
+        for key, value in values:
+            try:
+                OmegaConf.update(job_cfg, key, value, merge=False)
+            except Exception as exc:  # what Hydra would say composing the job
+                raise ConfigError(f"sweep job #{num} ({label}): {key}={value}: "
+                                  f"{str(exc).splitlines()[0]}") from None
         try:
             cfg = OmegaConf.to_container(job_cfg, resolve=True)
         except Exception:  # an interpolation only the job can resolve: checked when it runs
@@ -142,8 +156,26 @@ def check_jobs(config):
             if shapes[key] is not None:
                 validate(cfg, **shapes[key])
         except ConfigError as exc:
-            label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.")))
             raise ConfigError(f"sweep job #{num} ({label}): {exc}") from None
+
+
+def _split_overrides(loader, overrides):
+    """(overrides that need Hydra's composition, [(key, value) set on a composed copy]): a
+    plain ``key=value`` on an existing non-group key is a value; group choices, additions,
+    deletions and anything under ``hydra`` are composed."""
+    groups, values = [], []
+    for override, text in zip(OverridesParser.create(config_loader=loader)
+                              .parse_overrides(list(overrides)), overrides):
+        key = override.key_or_group
+        plain = (override.type.name == "CHANGE" and override.package is None
+                 and not override.is_sweep_override() and "/" not in key
+                 and not key.startswith("hydra") and not loader.repository.group_exists(key)
+                 and isinstance(override.value(), (str, int, float, bool, type(None))))
+        if plain:
+            values.append((key, override.value()))
+        else:
+            groups.append(text)
+    return tuple(groups), values
 
 
 def mark_job_done(sweep_dir: Path, job_num: int, status: str = "completed"):
