@@ -129,7 +129,7 @@ def main():
     try:
         app()
         finish_background_runs()
-        figure_worker.wait()
+        figure_worker.wait(detach_rest=True)  # figures need not hold the process
     except KeyboardInterrupt:
         finish_background_runs()  # runs already ended in the background still flush
         print(INTERRUPTED_LINE, file=sys.stderr)

@@ -26,6 +26,7 @@ from .progress import RunProgress
 from .schema import ConfigError, layer_sizes, validate
 from .summary import job_summary
 from .track.detail import StorePlan, store_series
+from .track.sync import repair_quietly  # noqa: F401 (MLflow is imported on first use)
 from .train import AUTO_LOG_POINTS, activation_ranges, assemble_history, layer_key, train
 
 log = logging.getLogger("lab")
@@ -56,11 +57,13 @@ def make_data(cfg):
                         **data_cfg)
 
 
-def build(cfg, ds=None):
-    """(dataset, network, optimizer) from a config dict; ConfigError for bad settings."""
+def build(cfg, ds=None, checked=False):
+    """(dataset, network, optimizer) from a config dict; ConfigError for bad settings
+    (``checked``: the caller already validated ``cfg`` against ``ds``)."""
     if ds is None:
-        ds = make_data(cfg)
-    validate(cfg, n_x=ds.n_x, n_y=ds.n_y, n_train=ds.X_train.shape[1])
+        ds, checked = make_data(cfg), False
+    if not checked:
+        validate(cfg, n_x=ds.n_x, n_y=ds.n_y, n_train=ds.X_train.shape[1])
     model, init = cfg["model"], cfg["init"]
     sizes = layer_sizes(ds.n_x, ds.n_y, model["depth"], model["width"])
     net = Network(sizes, model["activation"], model["output_activation"], init=init["name"],
@@ -122,9 +125,6 @@ def run_job(cfg, ctx: JobContext):
                           f"{', '.join(track.DETAIL_LEVELS)}")
     uri = track.resolve_tracking_uri(tracking.get("uri") or _sweep_uri(ctx), ctx.repo_root)
     track.check_reachable(uri)
-    if ctx.sweep_dir is None:  # a sweep did this once at its start
-        from .track.sync import repair_quietly
-        repair_quietly(uri)
     train_cfg = cfg["train"]
     record = track.RunRecord(ctx.output_dir).start(
         experiment=ctx.experiment, run_name=ctx.label or None, uri=track.mask_uri(uri),
@@ -140,7 +140,11 @@ def run_job(cfg, ctx: JobContext):
     tags = {"backend": cfg["backend"], "experiment": ctx.experiment, "status": "running"}
     tracker = track.RunTracker(uri, ctx.experiment, run_name=ctx.label or None,
                                params=track.flatten_params(cfg), tags=tags,
-                               parent_run_id=parent_id, record=record).start()
+                               parent_run_id=parent_id, record=record)
+    # the store's part (importing MLflow, creating the run, closing runs whose process is
+    # gone) happens on a thread while the net trains; chunks wait for the run in memory
+    tracker.start_in_background(
+        before=(lambda: repair_quietly(uri)) if ctx.sweep_dir is None else None)
     with tracker:
         return _train_and_record(cfg, ctx, tracker, record, ds)
 
@@ -161,9 +165,7 @@ def _train_and_record(cfg, ctx, tracker, record, ds=None):
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
     (ctx.output_dir / "config.yaml").write_text(yaml.safe_dump(track.mask_config(cfg),
                                                                sort_keys=False))
-    if tracker is not None:
-        tracker.log_artifact(ctx.output_dir / "config.yaml")
-    ds, net, optimizer = build(cfg, ds)
+    ds, net, optimizer = build(cfg, ds, checked=ds is not None)
     theta_init = net.theta.copy()
     train_cfg, tracking = cfg["train"], cfg["tracking"]
     loss = train_cfg["loss"]
@@ -182,10 +184,14 @@ def _train_and_record(cfg, ctx, tracker, record, ds=None):
                        on_chunk=sink)
     except BaseException:
         progress.close("stopped")
+        if tracker is not None:
+            tracker.log_artifact(ctx.output_dir / "config.yaml")
         if sink.chunks:  # keep what was computed before the interrupt or error
             _save_history(sink.history(activation_ranges(net)), ctx, tracker)
         raise
     progress.close(result.status)
+    if tracker is not None:  # the run was created while the net trained
+        tracker.log_artifact(ctx.output_dir / "config.yaml")
     history = result.history
     _save_history(history, ctx, tracker)
     params = ctx.output_dir / "params.npz"

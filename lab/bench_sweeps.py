@@ -53,8 +53,9 @@ def lab(tmp, tag, *args, env=None):
 
 
 def training_seconds(folder):
-    return sum(json.loads(p.read_text()).get("seconds", 0.0)
-               for p in Path(folder).rglob("summary.json"))
+    """Seconds the jobs under ``folder`` trained (their summary.json; a sweep's is a list)."""
+    found = (json.loads(p.read_text()) for p in Path(folder).rglob("summary.json"))
+    return sum(j.get("seconds", 0.0) for j in found if isinstance(j, dict))
 
 
 def sweeps(tmp, log):

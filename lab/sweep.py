@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
-from . import figure_worker, signals, track
+from . import signals, track
 from .app import REPO_ROOT, make_data
 from .plots import sweep_comparison
 from .schema import ConfigError, validate
@@ -120,7 +120,7 @@ def check_jobs(config):
 
     jobs = job_overrides(config)
     if not jobs or len(jobs) > CHECK_JOBS_MAX or not GlobalHydra.instance().is_initialized():
-        return
+        return False
     loader = GlobalHydra.instance().config_loader()
     shapes, composed = {}, {}
     for num, overrides in enumerate(jobs):
@@ -157,6 +157,20 @@ def check_jobs(config):
                 validate(cfg, **shapes[key])
         except ConfigError as exc:
             raise ConfigError(f"sweep job #{num} ({label}): {exc}") from None
+    return True
+
+
+def skip_hydra_batch_check():
+    """Every job was composed and checked by :func:`check_jobs`: the basic sweeper's own check
+    (composing every job again, ~0.1-0.3 s each, before launching it composes it once more)
+    would only repeat it. This process only (the launcher's), this sweep only."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    def checked(self, batch):
+        BasicSweeper.validate_batch_is_legal = original  # once: a later sweep checks again
+
+    original = BasicSweeper.validate_batch_is_legal
+    BasicSweeper.validate_batch_is_legal = checked
 
 
 def _split_overrides(loader, overrides):
@@ -233,7 +247,8 @@ class SweepCallback(Callback):
             raise SystemExit(EXIT_CONFIG) from None
 
     def _start(self, config):
-        check_jobs(config)  # a bad job fails the sweep here
+        if check_jobs(config):  # a bad job fails the sweep here
+            skip_hydra_batch_check()
         if config.tracking.enabled:
             uri = track.resolve_tracking_uri(config.tracking.uri, REPO_ROOT)
             track.check_reachable(uri)
@@ -259,8 +274,7 @@ class SweepCallback(Callback):
                  track.mask_uri(uri))
 
     def on_multirun_end(self, config, **kwargs):
-        finish_background_runs()
-        figure_worker.wait()
+        finish_background_runs()  # the summary reads every run's summary.json from the store
         if self.parent is None:
             return
         try:

@@ -160,6 +160,7 @@ class RunTracker(_RunHandle):
         self.status: str | None = None
         self.error: BaseException | None = None
         self.trouble: str | None = None  # why a tag or artifact could not be stored
+        self._lost_values = 0  # values never queued: the run could not be created
         self.deferred = 0  # tags/artifacts left to `lab.sync`
 
     # -- lifecycle
@@ -202,6 +203,41 @@ class RunTracker(_RunHandle):
                                    fast=SqliteMetrics(path) if path is not None else None)
         return self
 
+    # -- started in the background: the store's latency (and MLflow's import) off the run's path
+    def start_in_background(self, before=None) -> RunTracker:
+        """``start()`` on a thread (after ``before()``, e.g. closing lost runs) while the
+        caller trains; metric series wait in memory until the run exists. Every other call
+        waits for the start; if it failed, the run is left to ``lab.sync`` (the record has
+        everything) and ``finish`` raises :class:`StoreIncomplete`."""
+        self._early: list | None = []
+        self._early_lock = threading.Lock()
+        self._started = threading.Event()
+
+        def go() -> None:
+            try:
+                if before is not None:
+                    before()
+                self.start()
+            except BaseException as e:  # reported when the run ends
+                self.trouble = one_line(e, 200)
+            finally:
+                with self._early_lock:
+                    early, self._early = self._early, None
+                    if self.writer is not None:
+                        for series, ts in early:
+                            self.writer.put_series(series, ts)
+                    else:
+                        self._lost_values += sum(len(v) for ser, _ in early
+                                                 for _, v in ser.values())
+                self._started.set()
+
+        threading.Thread(target=go, name="start-run", daemon=True).start()
+        return self
+
+    def wait_started(self) -> None:
+        if getattr(self, "_started", None) is not None:
+            self._started.wait()
+
     # -- tolerant writes: with a record, a store fault is left to `lab.sync`, never fatal
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.record is not None:
@@ -213,10 +249,11 @@ class RunTracker(_RunHandle):
         self._tolerant(lambda: super(RunTracker, self).log_artifact(local_path, artifact_path))
 
     def _tolerant(self, fn) -> None:
+        self.wait_started()
         if self.record is None:
             fn()
             return
-        if self.trouble is not None or (self.writer is not None and self.writer.store_down):
+        if self.run_id is None or self.trouble is not None or (self.writer is not None and self.writer.store_down):
             self.deferred += 1  # the store is down: do not wait for it again
             return
         try:
@@ -237,6 +274,15 @@ class RunTracker(_RunHandle):
 
     def log_series(self, series: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
         """Queue ``{name: (steps, values)}`` (see :func:`lab.track.detail.store_series`)."""
+        lock = getattr(self, "_early_lock", None)
+        if lock is not None:
+            with lock:
+                if self._early is not None:  # the run is being created
+                    self._early.append((series, int(time.time() * 1000)))
+                    return
+            if self.writer is None:  # it could not be: `lab.sync` will create it
+                self._lost_values += sum(len(v) for _, v in series.values())
+                return
         self._require_started()
         self.writer.put_series(series)
 
@@ -246,6 +292,11 @@ class RunTracker(_RunHandle):
         Raises :class:`StoreIncomplete` (after ending the run as well as the store allows)
         when values are missing from the store.
         """
+        self.wait_started()
+        if self.run_id is None and self.record is not None and self.status is None:
+            self.status = status  # the store never got the run: the record is all there is
+            self.record.close(status=status, ended=time.time(), store_missing=-1)
+            raise StoreIncomplete(self.record.dir, self._lost_values, self.trouble or "no run")
         if self._claim(status):
             self._complete(status)
 
@@ -253,6 +304,10 @@ class RunTracker(_RunHandle):
         """``finish`` on a thread: the metric writer drains (and the run ends) while the
         caller starts the next job. Only for a process that outlives the thread: it must call
         ``wait_for_runs()`` before exiting (a launcher's worker must use ``finish``)."""
+        self.wait_started()
+        if self.run_id is None:
+            self.finish(status)
+            return
         if not self._claim(status):
             return
         thread = threading.Thread(target=self._complete_quietly, args=(status,),
@@ -315,9 +370,20 @@ class RunTracker(_RunHandle):
 
     # -- context manager
     def __enter__(self) -> RunTracker:
-        return self.start()
+        return self if getattr(self, "_started", None) is not None else self.start()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        self.wait_started()
+        if self.run_id is None and self.record is not None and self.status is None:
+            status = "completed" if exc is None else (
+                "failed" if isinstance(exc, Exception) else "interrupted")
+            try:
+                self.finish(status)
+            except StoreIncomplete as e:
+                if exc is None:
+                    raise
+                self.error = e
+            return False
         if self.run_id is None or self.status is not None:
             return False
         if exc is None:

@@ -180,6 +180,23 @@ def _sqlite_fault(uri: str, path, lock_wait_s: float) -> str | None:
             return str(e)
 
 
+def _has_schema(path) -> bool:
+    """Does the SQLite file hold an MLflow schema (its alembic version and runs table)?"""
+    if not path.exists():
+        return False
+    try:
+        con = sqlite3.connect(str(path), timeout=5)
+        try:
+            names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = "
+                                               "'table'")}
+            return {"alembic_version", "runs", "metrics", "experiments"} <= names and bool(
+                con.execute("SELECT version_num FROM alembic_version").fetchall())
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+
+
 def ensure_store(uri: str, lock_timeout_s: float = 120.0, lock_wait_s: float = LOCK_WAIT_S) -> None:
     """Make ``uri`` ready for use in this process.
 
@@ -208,6 +225,9 @@ def ensure_store(uri: str, lock_timeout_s: float = 120.0, lock_wait_s: float = L
         fault = _sqlite_fault(uri, path, lock_wait_s)
         if fault is not None:
             raise TrackingUnreachable(f"MLflow store {mask_uri(uri)} cannot be used: {fault}")
+        if _has_schema(path):  # MLflow (a second to import) is not needed to know that
+            _prepared_stores.add(uri)
+            return
         try:
             with FileLock(str(path) + ".lock", timeout=lock_timeout_s):
                 client(uri).search_experiments(max_results=1)
