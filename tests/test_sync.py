@@ -102,6 +102,7 @@ def test_kill_9_then_sync_closes_the_run_as_lost_and_loses_nothing(tmp_path):
     assert "already held everything" in again.stdout
 
 
+@pytest.mark.slow
 def test_repair_closes_runs_of_dead_processes(tmp_path):
     store = tmp_path / "mlruns.db"
     client = new_store(store)
@@ -184,7 +185,7 @@ def test_read_only_and_corrupt_stores_fail_in_one_line_within_seconds(tmp_path):
 
 @pytest.mark.slow
 def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
-    """Another connection holds the write lock for 25 s (MLflow waits 20 s per call, the lab
+    """Another connection holds the write lock for 25 s (the writer waits 5 s per call and
     retries for 1 s here): the run trains on, exits 3 with one line, and sync completes it."""
     store = tmp_path / "mlruns.db"
     client = new_store(store)
@@ -212,6 +213,7 @@ def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
     assert_store_holds_record(client, meta["run_id"], run_dir)
 
 
+@pytest.mark.slow
 def test_two_sweeps_started_in_the_same_second_never_share_a_directory(tmp_path):
     store = tmp_path / "mlruns.db"
     new_store(store)

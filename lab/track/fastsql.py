@@ -18,7 +18,9 @@ from .uri import sqlite_path
 
 METRIC_COLUMNS = {"key", "value", "timestamp", "run_uuid", "step", "is_nan"}
 LATEST_COLUMNS = {"key", "value", "timestamp", "step", "is_nan", "run_uuid"}
-BUSY_TIMEOUT_S = 20.0  # what MLflow's own sessions wait for a lock
+#: how long one write waits for another process's lock before the writer's own retries (with
+#: backoff, up to its budget) take over; MLflow's own sessions wait 20 s
+BUSY_TIMEOUT_S = 5.0
 
 _INSERT = ("INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
            "VALUES (?, ?, ?, ?, ?, 0)")

@@ -114,8 +114,11 @@ class Syncer:
             return  # a run that never reached the store's checks: nothing to copy
         self.report.runs += 1
         parent_id = None
-        if meta.get("sweep_dir"):
-            parent_id = self.sweep(Path(meta["sweep_dir"]))
+        if meta.get("sweep_dir"):  # where it was recorded, else beside the run (moved dirs)
+            sweep_dir = Path(meta["sweep_dir"])
+            if not (sweep_dir / rec.SWEEP_FILE).exists():
+                sweep_dir = run_dir.parent
+            parent_id = self.sweep(sweep_dir)
         exp_id = self._experiment(meta["experiment"])
         run = self._find(exp_id, meta)
         if run is None:
