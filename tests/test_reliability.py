@@ -310,6 +310,39 @@ def test_interrupted_joblib_sweep_saves_every_running_job(tmp_path, sig, to_grou
                                                  tmp_path / "sweep" / job / "history.npz")
 
 
+def loky_workers(pid):
+    """Pids of the joblib (loky) worker processes of process ``pid`` (not its resource
+    tracker)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"popen_loky" in proc.joinpath("cmdline").read_bytes():
+                found.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_killed_joblib_worker_ends_the_sweep_in_one_line(tmp_path):
+    """kill -9 of one worker: one line and exit 1, not joblib's TerminatedWorkerError
+    traceback; no run is left RUNNING."""
+    store = tmp_path / "mlruns.db"
+    client = new_store(store)
+    proc = start_lab(tmp_path, store, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                     *LONG_RUN, "seed=0,1", "tracking.experiment=worker_killed")
+    wait_for_metrics(proc, client, "worker_killed", n_runs=2, rows=3)
+    os.kill(loky_workers(proc.pid)[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    lines = [ln for ln in err.splitlines() if ln.startswith("gradlab")]
+    assert len(lines) == 1 and "worker process of the sweep died" in lines[0], err[-2000:]
+    for run in runs_of(client, "worker_killed"):
+        assert run.info.status != "RUNNING"
+
+
 FAULTY_DATA = """
 import runpy, sys
 import numpy as np
