@@ -7,7 +7,7 @@ EXP    ?= exploding_identity
 LAB    := $(BIN)/python -m lab
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test test-fast ui server sweep experiments report bench lint clean
+.PHONY: help demo test test-fast ui server sweep experiments report bench sync lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,10 @@ report: $(STAMP)  ## figures and measured tables for experiments/ from the MLflo
 
 bench: $(STAMP)  ## speed: numpy vs numba (vs torch/jax when installed: pip install -e '.[bench]')
 	$(BIN)/python -m lab.bench
+	$(BIN)/python -m lab.bench.sweeps  # what tracking costs a run and a sweep (issue 13)
+
+sync: $(STAMP)  ## run directories into the store (idempotent): make sync [PATHS=multirun/x] [ARGS=--repair]
+	$(BIN)/python -m lab.sync $(PATHS) $(ARGS)
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check lab tests

@@ -10,9 +10,9 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from . import figure_worker, track
+from . import figure_worker, signals, track
 from .app import JobContext, run_job
 from .schema import ConfigError, register_configs
 from .sweep import (
@@ -22,6 +22,8 @@ from .sweep import (
     STOP_FILE,
     error_line,
     experiment_name,
+    finish_background_runs,
+    incomplete_lines,
     interrupted_sweeps,
     is_config_error,
     launched_here,
@@ -33,7 +35,13 @@ from .sweep import (
 )
 
 log = logging.getLogger("lab")
-EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+# `${gradlab_pid:}` in conf/config.yaml's run and sweep dirs: two sweeps started in the same
+# second get different directories (and parents). Cached, and Hydra copies the cache into each
+# job's config, so every worker of a sweep sees the launcher's value.
+OmegaConf.register_new_resolver("gradlab_pid", lambda: str(os.getpid()), use_cache=True,
+                                replace=True)
+EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 3, 130
+WORKER_DIED = ("TerminatedWorkerError", "BrokenProcessPool", "WorkerLostError")
 INTERRUPTED_LINE = ("gradlab: interrupted; metrics so far were flushed and the run marked "
                     "status=interrupted")
 _failed_runs = []
@@ -51,13 +59,14 @@ def app(cfg: DictConfig):
     multirun = hc.mode == RunMode.MULTIRUN
     sweep_dir = Path(hc.sweep.dir) if multirun else None
     # SIGINT/SIGTERM end the run like Ctrl-C; in a sweep no job starts after one
-    track.install_interrupt_handlers("raise", stop_file=sweep_dir / STOP_FILE if multirun else None)
+    signals.install_interrupt_handlers("raise", stop_file=sweep_dir / STOP_FILE if multirun else None)
     track.mask_log_records()  # also in joblib/Ray workers, which do not run main()
+    track.quiet_store_logs(bool(hc.verbose))
     name = experiment_name(cfg, hc.runtime.choices)
+    worker = multirun and not launched_here(sweep_dir)  # a joblib/Ray/submitit worker process
     ctx = JobContext(output_dir=Path(hc.runtime.output_dir), label=job_label(hc.overrides.task),
                      experiment=name, sweep_dir=sweep_dir,
-                     job_num=hc.job.num if multirun else None)
-    worker = multirun and not launched_here(sweep_dir)  # a joblib/Ray worker process
+                     job_num=hc.job.num if multirun else None, overlap=multirun and not worker)
     status = "interrupted"  # unless the job ends otherwise
     try:
         if multirun and stop_requested(sweep_dir):  # the sweep was interrupted: skip the job
@@ -73,6 +82,14 @@ def app(cfg: DictConfig):
             log.warning("run %s interrupted; the sweep starts no new job", ctx.label or name)
             return {"label": ctx.label, "status": "interrupted"}
         raise
+    except track.StoreIncomplete as exc:  # trained and recorded; the store lacks some of it
+        line = f"gradlab: run {ctx.label or name}: {exc}"
+        if worker:  # the launching process only sees the job's status
+            print(line, file=sys.stderr, flush=True)
+        else:
+            incomplete_lines.append(line)
+        status = "incomplete"
+        return {"label": ctx.label, "status": "incomplete", "error": str(exc)}
     except (ConfigError, track.TrackingUnreachable) as exc:
         print(error_line(exc), file=sys.stderr, flush=True)
         status = JOB_CONFIG_ERROR
@@ -92,24 +109,37 @@ def app(cfg: DictConfig):
             done, total = mark_job_done(ctx.sweep_dir, hc.job.num, status)
             log.info(sweep_line(name, done, total))
         if worker:  # between jobs a worker leaves signals to the launching process
-            track.set_interrupt_mode("idle")
+            signals.set_interrupt_mode("idle")
+
+
+def _verbose():
+    """``hydra.verbose=...`` or ``--verbose`` on the command line: show the store's log records."""
+    return any(a.startswith("hydra.verbose") or a in ("-v", "--verbose") for a in sys.argv[1:])
 
 
 def main():
     # Hydra would print its own multi-line report; we let errors through and say one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    if "--verbose" in sys.argv:
+        sys.argv.remove("--verbose")
     track.mask_log_records()
-    track.install_interrupt_handlers()
+    track.quiet_store_logs(_verbose())
+    signals.install_interrupt_handlers()
     register_configs()
     try:
         app()
-        track.wait_for_runs()
-        figure_worker.wait()
+        finish_background_runs()
+        figure_worker.wait(detach_rest=True)  # figures need not hold the process
     except KeyboardInterrupt:
-        track.wait_for_runs()  # runs already ended in the background still flush
+        finish_background_runs()  # runs already ended in the background still flush
         print(INTERRUPTED_LINE, file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
+        if type(exc).__name__ in WORKER_DIED:  # joblib/loky: one line, not 50
+            print(f"gradlab: a worker process of the sweep died ({track.one_line(exc, 160)}); "
+                  "the sweep stopped. Runs it left open are closed as lost by `python -m "
+                  "lab.sync --repair` (also at the start of the next sweep)", file=sys.stderr)
+            sys.exit(EXIT_FAILED)
         if not (is_config_error(exc) or isinstance(exc, track.TrackingUnreachable)):
             raise
         print(error_line(exc), file=sys.stderr, flush=True)
@@ -118,10 +148,17 @@ def main():
         print(INTERRUPTED_LINE, file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     statuses = sweep_statuses()  # a multirun's jobs may have run in other processes
+    for line in incomplete_lines[:3]:
+        print(line, file=sys.stderr)
+    if len(incomplete_lines) > 3:
+        print(f"gradlab: ... and {len(incomplete_lines) - 3} more runs; `make sync` completes them "
+              "all", file=sys.stderr)
     if statuses.get(JOB_CONFIG_ERROR):
         sys.exit(EXIT_CONFIG)
     if _failed_runs or statuses.get("failed"):
         sys.exit(EXIT_FAILED)
+    if incomplete_lines or statuses.get("incomplete"):
+        sys.exit(EXIT_INCOMPLETE)
 
 
 if __name__ == "__main__":

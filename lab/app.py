@@ -8,6 +8,8 @@ error.
 
 import json
 import logging
+import math
+import os
 import textwrap
 import time
 from dataclasses import dataclass
@@ -16,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import figure_worker, track
+from . import figure_worker, signals, track
 from .build import build, make_data
 from .progress import RunProgress
 from .schema import ConfigError, validate
-from .train import activation_ranges, assemble_history, layer_key, train
+from .track.detail import StorePlan, store_series
+from .track.sync import repair_quietly  # noqa: F401 (MLflow is imported on first use)
+from .train import AUTO_LOG_POINTS, activation_ranges, assemble_history, layer_key, train
 from .views import describe
 from .views.sweep import job_summary
 
@@ -36,40 +40,43 @@ class JobContext:
     sweep_dir: Path | None = None  # set in a multirun: the parent run's id lives there
     job_num: int | None = None  # the job's number in its sweep (orders tables)
     repo_root: Path = REPO_ROOT
-
-
-def logged_rows(chunk):
-    """Rows of a chunk that go to the store: its first step (a logged step) and, if the run
-    diverged there, the step that diverged."""
-    rows = [0]
-    if chunk.diverged and len(chunk.steps) > 1:
-        rows.append(len(chunk.steps) - 1)
-    return rows
+    # True only in the process that launched the sweep (basic launcher), which outlives its
+    # jobs: there a run may end on a thread while the next job trains. A joblib/Ray/submitit
+    # worker may exit or be reused the moment the job returns: its run ends before it returns.
+    overlap: bool = False
 
 
 class ChunkSink:
-    """Collects chunks (for history.npz, also after an interrupt), forwards logged rows to the
-    tracker's background writer and updates the progress display."""
+    """Receives each chunk: appends every step to the run directory's record, sends the store
+    its selection (:func:`lab.track.detail.store_series`) through the tracker's background
+    writer, keeps the chunks for history.npz (also after an interrupt) and updates the
+    progress display."""
 
-    def __init__(self, tracker, progress, depth, classifier):
-        self.tracker, self.progress = tracker, progress
+    def __init__(self, tracker, record, plan, progress, depth, classifier):
+        self.tracker, self.record, self.plan, self.progress = tracker, record, plan, progress
         self.depth, self.classifier = depth, classifier
         self.chunks = []
 
     def __call__(self, chunk):
-        with track.interrupt_guard():  # a signal waits: the store and history.npz agree
+        with signals.interrupt_guard():  # a signal waits: the record and history.npz agree
             self.chunks.append(chunk)
-            if self.tracker is not None:
-                rows = logged_rows(chunk)
-                self.tracker.log_metrics(describe.with_log10(chunk.metrics(self.depth, self.classifier, rows)),
-                                         chunk.steps[rows])
-                if chunk.evals:
-                    self.tracker.log_metrics(
-                        {k: np.array([v]) for k, v in chunk.evals.items()}, chunk.steps[:1])
+            if self.record is not None:
+                rows = chunk.metrics(self.depth, self.classifier)
+                self.record.append(chunk.steps, rows, chunk.evals)
+                if self.tracker is not None:
+                    evals = {k: (chunk.steps[:1], np.array([v])) for k, v in chunk.evals.items()}
+                    diverged = int(chunk.steps[-1]) if chunk.diverged else None
+                    self.tracker.log_series(store_series(self.plan, chunk.steps, rows, evals,
+                                                         diverged))
         self.progress.update(chunk, self.depth)
 
     def history(self, act_range):
         return assemble_history(self.chunks, self.depth, self.classifier, act_range)
+
+
+def log_every_steps(steps, log_every):
+    """``tracking.log_every`` as a number of steps (``auto``: about 100 logged points)."""
+    return max(1, math.ceil(steps / AUTO_LOG_POINTS)) if log_every == "auto" else int(log_every)
 
 
 def run_job(cfg, ctx: JobContext):
@@ -82,40 +89,64 @@ def run_job(cfg, ctx: JobContext):
     else:
         validate(cfg, n_x=ds.n_x, n_y=ds.n_y, n_train=ds.X_train.shape[1])
     tracking = cfg["tracking"]
-    tracker = None
-    if tracking["enabled"]:
-        uri = track.resolve_tracking_uri(tracking.get("uri"), ctx.repo_root)
-        track.check_reachable(uri)
-        parent_id = None
-        if ctx.sweep_dir is not None:
-            parent = track.SweepParent.open(uri, ctx.experiment, ctx.sweep_dir,
-                                            run_name=ctx.experiment)
-            parent_id = parent.run_id
-        tags = {"backend": cfg["backend"], "experiment": ctx.experiment, "status": "running"}
-        tracker = track.RunTracker(uri, ctx.experiment, run_name=ctx.label or None,
-                                   params=track.flatten_params(describe.applicable_config(cfg)), tags={**tags, **describe.run_tags(cfg, ctx.label, ctx.experiment)},
-                                   parent_run_id=parent_id).start()
-        tracker.set_experiment_tags(describe.experiment_tags(ctx.experiment, ctx.repo_root, tracker.experiment_id))
-    if tracker is None:
-        return _train_and_record(cfg, ctx, None, ds)
+    if not tracking["enabled"]:
+        return _train_and_record(cfg, ctx, None, None, ds)
+    uri = track.resolve_tracking_uri(tracking.get("uri") or _sweep_uri(ctx), ctx.repo_root)
+    track.check_reachable(uri)
+    train_cfg = cfg["train"]
+    record = track.RunRecord(ctx.output_dir).start(
+        experiment=ctx.experiment, run_name=ctx.label or None, uri=track.mask_uri(uri),
+        sweep_dir=str(ctx.sweep_dir.resolve()) if ctx.sweep_dir is not None else None,
+        total_steps=train_cfg["steps"],
+        log_every=log_every_steps(train_cfg["steps"], tracking["log_every"]),
+        detail=tracking.get("detail", "default"))
+    parent_id = None
+    if ctx.sweep_dir is not None:
+        parent = track.SweepParent.open(uri, ctx.experiment, ctx.sweep_dir,
+                                        run_name=ctx.experiment)
+        parent_id = parent.run_id
+    tags = {"backend": cfg["backend"], "experiment": ctx.experiment, "status": "running"}
+    tracker = track.RunTracker(uri, ctx.experiment, run_name=ctx.label or None,
+                               params=track.flatten_params(describe.applicable_config(cfg)),
+                               tags={**tags, **describe.run_tags(cfg, ctx.label, ctx.experiment)},
+                               parent_run_id=parent_id, record=record,
+                               experiment_tags=describe.experiment_tags(
+                                   ctx.experiment, ctx.repo_root))
+    # the store's part (importing MLflow, creating the run, closing runs whose process is
+    # gone) happens on a thread while the net trains; chunks wait for the run in memory
+    tracker.start_in_background(
+        before=(lambda: repair_quietly(uri)) if ctx.sweep_dir is None else None)
     with tracker:
-        return _train_and_record(cfg, ctx, tracker, ds)
+        return _train_and_record(cfg, ctx, tracker, record, ds)
 
 
-def _train_and_record(cfg, ctx, tracker, ds=None):
+def _sweep_uri(ctx):
+    """The store the sweep's launcher chose, for a job whose process lacks the launcher's
+    environment (a Ray cluster started on its own): from ``sweep.json``, unless it carried a
+    password (then only ``tracking.uri`` or the worker's environment can name it)."""
+    if ctx.sweep_dir is None or os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    meta = track.record.read_json(ctx.sweep_dir / track.record.SWEEP_FILE) or {}
+    uri = meta.get("uri")
+    return uri if uri and "***" not in uri else None
+
+
+def _train_and_record(cfg, ctx, tracker, record, ds=None):
     started = time.perf_counter()
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
     (ctx.output_dir / "config.yaml").write_text(yaml.safe_dump(track.mask_config(cfg),
                                                                sort_keys=False))
-    if tracker is not None:
-        tracker.log_artifact(ctx.output_dir / "config.yaml")
-    ds, net, optimizer = build(cfg, ds)
+    ds, net, optimizer = build(cfg, ds, checked=ds is not None)
     theta_init = net.theta.copy()
     train_cfg, tracking = cfg["train"], cfg["tracking"]
     loss = train_cfg["loss"]
     progress = RunProgress(train_cfg["steps"], ctx.label or ctx.experiment,
                            enabled=tracking.get("progress", True))
-    sink = ChunkSink(tracker, progress, net.depth, loss != "mse")
+    plan = None
+    if record is not None:
+        plan = StorePlan(record.meta["total_steps"], record.meta["log_every"],
+                         record.meta["detail"])
+    sink = ChunkSink(tracker, record, plan, progress, net.depth, loss != "mse")
     try:
         result = train(net, optimizer, ds.X_train, ds.Y_train, steps=train_cfg["steps"],
                        batch_size=train_cfg["batch_size"], loss=loss, seed=cfg["seed"],
@@ -124,10 +155,14 @@ def _train_and_record(cfg, ctx, tracker, ds=None):
                        on_chunk=sink)
     except BaseException:
         progress.close("stopped")
+        if tracker is not None:
+            tracker.log_artifact(ctx.output_dir / "config.yaml")
         if sink.chunks:  # keep what was computed before the interrupt or error
             _save_history(sink.history(activation_ranges(net)), ctx, tracker)
         raise
     progress.close(result.status)
+    if tracker is not None:  # the run was created while the net trained
+        tracker.log_artifact(ctx.output_dir / "config.yaml")
     history = result.history
     _save_history(history, ctx, tracker)
     params = ctx.output_dir / "params.npz"
@@ -140,15 +175,18 @@ def _train_and_record(cfg, ctx, tracker, ds=None):
     (ctx.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     if tracker is not None:
         tracker.log_artifact(ctx.output_dir / "summary.json")
-        for block in describe.end_of_run_metrics(history, summary):
-            tracker.log_metrics(*block)
+        for metrics, steps in describe.end_of_run_metrics(history, summary):
+            tracker.log_series({name: (steps, values) for name, values in metrics.items()})
         if tracking.get("figures", True):
-            # rendered beside the next job; joblib/Ray workers draw their own (they may exit)
+            # rendered beside the next job; joblib/Ray workers draw their own (they may exit);
+            # a single run leaves them to a detached process and exits
+            mode = "detached" if ctx.sweep_dir is None else _figures_in_background(ctx)
             figure_worker.submit(tracker.uri, tracker.run_id, ctx.output_dir, cfg,
-                                 _title(cfg, ctx), background=_figures_in_background(ctx))
+                                 _title(cfg, ctx), background=mode)
         tags = {"status": result.status}
         if result.diverged_at_step is not None:
             tags["diverged_at_step"] = result.diverged_at_step
+            record.update(diverged_at_step=int(result.diverged_at_step))
         tracker.set_tags(tags)
         if _figures_in_background(ctx):  # the next job starts while this one's metrics drain
             tracker.finish_in_background(result.status)
@@ -161,9 +199,11 @@ def _train_and_record(cfg, ctx, tracker, ds=None):
 
 def _figures_in_background(ctx):
     """A sweep's launcher process draws figures in a worker, and drains metrics on a thread,
-    while the next job trains; a single run (nothing to overlap) and joblib/Ray workers (which
-    may exit) do their own."""
-    return ctx.sweep_dir is not None and figure_worker.in_main_process()
+    while the next job trains; a single run (nothing to overlap) and joblib/Ray/submitit
+    workers (which may exit, or be reused, once the job returns) end their run before
+    returning. ``figure_worker.in_main_process()`` is not enough: a Ray worker is a main
+    process too."""
+    return ctx.sweep_dir is not None and ctx.overlap and figure_worker.in_main_process()
 
 
 def _save_history(history, ctx, tracker):

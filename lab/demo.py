@@ -3,11 +3,10 @@
 import subprocess
 import sys
 
-from mlflow.tracking import MlflowClient
-
 from . import track
 from .app import REPO_ROOT
-from .sweep import latest_sweep
+from .track import read
+from .views import describe
 from .views.sweep import table_text
 
 STUDIES = ("exploding_identity", "vanishing_sigmoid")
@@ -21,22 +20,22 @@ def main(studies=STUDIES):
         if done.returncode != 0:
             sys.exit(done.returncode)
     uri = track.resolve_tracking_uri(None, REPO_ROOT)
-    client = MlflowClient(uri)
+    client = read.open_store(uri)
     print("\n=== Results (read back from the MLflow store)")
+    experiment_ids = {}
     for study in studies:
-        found = latest_sweep(client, study)
+        found = read.latest_sweep(client, study)
         if found is None:
             continue
         parent, jobs = found
+        experiment_ids[study] = parent.info.experiment_id
         print(f"\n{study}  (parent run {parent.info.run_id})\n{table_text(jobs)}")
     print(f"""
-Where to look:
-  MLflow UI     make ui   ->  http://127.0.0.1:5000  (store: {track.mask_uri(uri)})
-                experiments {", ".join(studies)}: open a parent run for the sweep's summary
-                table and figure, a child run for its metrics (grad_norm/layer_XX,
-                delta_norm/layer_XX, ...) and figures/ under Artifacts.
-  Hydra outputs multirun/<study>/<time>/<job>/ (config.yaml, history.npz, summary.json)
-  More studies  make sweep EXP=init_comparison   (all: make experiments; list: conf/experiment/)
+Where to look (store: {track.mask_uri(uri)}):
+{describe.where_to_look(experiment_ids)}
+  Run directories (the record: run.json, rows, history.npz, figures/, summary.json):
+    multirun/<study>/<time>-<pid>/<job>/; `make sync` copies them into the store again.
+  More studies: make sweep EXP=init_comparison   (all: make experiments; list: conf/experiment/)
 """)
 
 

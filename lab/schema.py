@@ -34,6 +34,7 @@ from .kernels import BACKENDS
 from .kernels.codes import lookup
 from .network import check_activations, check_dtype, check_loss
 from .optim import Optimizer
+from .track.detail import check_detail
 from .train import check_settings
 
 FULL_BATCH = "full"
@@ -107,6 +108,7 @@ class TrackingConfig:
     uri: str | None = None  # else MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlruns.db
     experiment: str | None = None  # else the +experiment= name, else "default"
     log_every: Any = AUTO_LOG_EVERY  # int >= 1, or "auto" (about 100 points per run)
+    detail: str = "default"  # full | default | summary: points per metric (lab/track/detail.py)
     figures: bool = True
     progress: bool = True
 
@@ -225,6 +227,7 @@ def validate(
         examples = data.n_train if n_train is None else n_train
         _, logged = check_settings(train.steps, train.batch_size, examples,
                                    cfg.tracking.log_every, train.divergence_threshold)
+        check_detail(cfg.tracking.detail)
         if sizes is not None:
             check_fits(sizes, data.n_train + data.n_test, train.steps, len(logged), cfg.dtype)
     except ConfigError:

@@ -10,12 +10,12 @@ job failed in another process.
 """
 
 import atexit
+import copy
 import json
 import logging
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,10 +23,11 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
-from . import figure_worker, track
+from . import signals, track
 from .app import REPO_ROOT
 from .build import make_data
 from .schema import ConfigError, validate
+from .track import read
 from .views import describe
 from .views.sweep import sweep_comparison, table_csv, table_text
 
@@ -41,6 +42,15 @@ STOP_FILE = ".gradlab_interrupted"  # in the sweep dir once a signal stopped the
 #: ~0.1 s, as much again as Hydra's own check); their jobs are still checked one by one
 CHECK_JOBS_MAX = 256
 _sweep_dirs = []  # sweeps started by this process: main() reads their jobs' statuses
+
+
+incomplete_lines = []  # one line per run of this process whose values are not all in the store
+
+
+def finish_background_runs():
+    """Wait for runs ended on threads; their store faults become one line each."""
+    for exc in track.wait_for_runs():
+        incomplete_lines.append(f"gradlab: {exc}")
 
 
 def is_config_error(exc):
@@ -114,13 +124,26 @@ def check_jobs(config):
 
     jobs = job_overrides(config)
     if not jobs or len(jobs) > CHECK_JOBS_MAX or not GlobalHydra.instance().is_initialized():
-        return
+        return False
     loader = GlobalHydra.instance().config_loader()
-    shapes = {}
+    shapes, composed = {}, {}
     for num, overrides in enumerate(jobs):
-        job_cfg = loader.load_sweep_config(config, list(overrides))
-        with open_dict(job_cfg):
-            del job_cfg["hydra"]
+        # Hydra composes each job twice more (its sweeper's check and the launch): compose
+        # once per combination of group choices here, and set plain values on a copy
+        groups, values = _split_overrides(loader, overrides)
+        if groups not in composed:
+            base = loader.load_sweep_config(config, list(groups))
+            with open_dict(base):
+                del base["hydra"]
+            composed[groups] = base
+        job_cfg = copy.deepcopy(composed[groups])
+        label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.")))
+        for key, value in values:
+            try:
+                OmegaConf.update(job_cfg, key, value, merge=False)
+            except Exception as exc:  # what Hydra would say composing the job
+                raise ConfigError(f"sweep job #{num} ({label}): {key}={value}: "
+                                  f"{str(exc).splitlines()[0]}") from None
         try:
             cfg = OmegaConf.to_container(job_cfg, resolve=True)
         except Exception:  # an interpolation only the job can resolve: checked when it runs
@@ -137,8 +160,40 @@ def check_jobs(config):
             if shapes[key] is not None:
                 validate(cfg, **shapes[key])
         except ConfigError as exc:
-            label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.")))
             raise ConfigError(f"sweep job #{num} ({label}): {exc}") from None
+    return True
+
+
+def skip_hydra_batch_check():
+    """Every job was composed and checked by :func:`check_jobs`: the basic sweeper's own check
+    (composing every job again, ~0.1-0.3 s each, before launching it composes it once more)
+    would only repeat it. This process only (the launcher's), this sweep only."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    def checked(self, batch):
+        BasicSweeper.validate_batch_is_legal = original  # once: a later sweep checks again
+
+    original = BasicSweeper.validate_batch_is_legal
+    BasicSweeper.validate_batch_is_legal = checked
+
+
+def _split_overrides(loader, overrides):
+    """(overrides that need Hydra's composition, [(key, value) set on a composed copy]): a
+    plain ``key=value`` on an existing non-group key is a value; group choices, additions,
+    deletions and anything under ``hydra`` are composed."""
+    groups, values = [], []
+    for override, text in zip(OverridesParser.create(config_loader=loader)
+                              .parse_overrides(list(overrides)), overrides):
+        key = override.key_or_group
+        plain = (override.type.name == "CHANGE" and override.package is None
+                 and not override.is_sweep_override() and "/" not in key
+                 and not key.startswith("hydra") and not loader.repository.group_exists(key)
+                 and isinstance(override.value(), (str, int, float, bool, type(None))))
+        if plain:
+            values.append((key, override.value()))
+        else:
+            groups.append(text)
+    return tuple(groups), values
 
 
 def mark_job_done(sweep_dir: Path, job_num: int, status: str = "completed"):
@@ -177,40 +232,8 @@ def sweep_statuses(sweep_dirs=None):
     return counts
 
 
-def child_summaries(client, experiment_id, parent_run_id):
-    """Each child run's summary.json (from its artifacts), ordered by label."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    runs = client.search_runs([experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                              max_results=5000)
-    jobs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for run in runs:
-            try:
-                path = client.download_artifacts(run.info.run_id, "summary.json", tmp)
-                job = json.loads(Path(path).read_text())
-            except Exception:  # a failed or interrupted job has no summary
-                job = {"label": run.info.run_name, "final_loss": None}
-            job["status"] = run.data.tags.get("status", job.get("status", "failed"))
-            job["run_id"] = run.info.run_id
-            job.setdefault("label", run.info.run_name)
-            jobs.append(job)
-    # in launch order (the sweep's job numbers); runs without a summary go last, by label
-    return sorted(jobs, key=lambda j: (j.get("job") is None, j.get("job") or 0,
-                                       j.get("label") or ""))
-
-
-def latest_sweep(client, experiment):
-    """(parent run, child summaries) of the latest finished sweep of an experiment, or None."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    parents = client.search_runs([exp.experiment_id], filter_string="tags.sweep = 'parent'",
-                                 order_by=["attributes.start_time DESC"], max_results=1)
-    if not parents:
-        return None
-    parent = parents[0]
-    return parent, child_summaries(client, exp.experiment_id, parent.info.run_id)
+child_summaries = read.child_summaries  # the store's queries live in lab/track/read.py
+latest_sweep = read.latest_sweep
 
 
 class SweepCallback(Callback):
@@ -228,7 +251,8 @@ class SweepCallback(Callback):
             raise SystemExit(EXIT_CONFIG) from None
 
     def _start(self, config):
-        check_jobs(config)  # a bad job fails the sweep here
+        if check_jobs(config):  # a bad job fails the sweep here
+            skip_hydra_batch_check()
         if config.tracking.enabled:
             uri = track.resolve_tracking_uri(config.tracking.uri, REPO_ROOT)
             track.check_reachable(uri)
@@ -240,32 +264,40 @@ class SweepCallback(Callback):
         if "joblib" in str(config.hydra.launcher.get("_target_", "")).lower():
             # jobs run in worker processes: a signal asks them to save their runs and the
             # sweep to start no new job (a second signal stops at once)
-            track.install_interrupt_handlers("sweep", stop_file=sweep_dir / STOP_FILE)
+            signals.install_interrupt_handlers("sweep", stop_file=sweep_dir / STOP_FILE)
         if not config.tracking.enabled:
             return
+        from .track.sync import repair_quietly
+        repair_quietly(uri)  # runs and sweeps of this host whose process is gone
         name = experiment_name(config, config.hydra.runtime.choices)
         self.parent = track.SweepParent.open(uri, name, sweep_dir, run_name=name,
                                              tags={"experiment": name, "jobs_total": total,
                                                    "sweep": "parent"})
-        self.parent.set_experiment_tags(describe.experiment_tags(name, REPO_ROOT, self.parent.experiment_id))
+        self.parent.set_experiment_tags(describe.experiment_tags(name, REPO_ROOT,
+                                                                 self.parent.experiment_id))
         atexit.register(self._close_if_open, "interrupted")
         log.info("sweep %s: %d jobs, parent run %s in %s", name, total, self.parent.run_id,
                  track.mask_uri(uri))
 
     def on_multirun_end(self, config, **kwargs):
-        track.wait_for_runs()
-        figure_worker.wait()
+        finish_background_runs()  # the summary reads every run's summary.json from the store
         if self.parent is None:
             return
         try:
             jobs = child_summaries(self.parent.client, self.parent.experiment_id,
                                   self.parent.run_id)
             name = experiment_name(config, config.hydra.runtime.choices)
-            self.parent.log_text(table_csv(jobs), "summary.csv")
-            self.parent.log_text(json.dumps(jobs, indent=1), "summary.json")
+            sweep_dir = Path(config.hydra.sweep.dir)  # the record, then the store
+            (sweep_dir / "summary.csv").write_text(table_csv(jobs))
+            (sweep_dir / "summary.json").write_text(json.dumps(jobs, indent=1))
+            self.parent.log_artifact(sweep_dir / "summary.csv")
+            self.parent.log_artifact(sweep_dir / "summary.json")
             if any(j.get("final_loss") is not None for j in jobs):  # not if all were stopped
                 fig = sweep_comparison(jobs, f"{name}: gradient norm by layer and final loss")
-                self.parent.log_figure(fig, "figures/sweep_comparison.png")
+                (sweep_dir / "figures").mkdir(exist_ok=True)
+                fig.savefig(sweep_dir / "figures" / "sweep_comparison.png")
+                self.parent.log_artifact(sweep_dir / "figures" / "sweep_comparison.png",
+                                         "figures")
             counts = {s: sum(j["status"] == s for j in jobs)
                       for s in ("completed", "diverged", "failed", "interrupted")}
             self.parent.set_tags({f"jobs_{k}": v for k, v in counts.items()})
@@ -313,11 +345,8 @@ def _close_orphans(parent):
     """Mark the parent's children still RUNNING as interrupted: the sweep is over, so their
     process was killed (joblib kills its workers when the launching process is interrupted)."""
     try:
-        runs = parent.client.search_runs(
-            [parent.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{parent.run_id}' "
-                          "and attributes.status = 'RUNNING'", max_results=5000)
-        for run in runs:
+        for run in read.child_runs(parent.client, parent.experiment_id, parent.run_id,
+                                   running_only=True):
             parent.client.set_tag(run.info.run_id, "status", "interrupted")
             parent.client.set_terminated(run.info.run_id, "KILLED")
             log.warning("run %s (%s) was left running by a killed worker; marked interrupted",

@@ -61,3 +61,15 @@ def identity_sweep(tmp_path_factory):
     done = run_lab(["-m", "+experiment=exploding_identity", "train.steps=200"], store, tmp)
     assert done.returncode == 0, done.stderr[-3000:]
     return Sweep(store, f"sqlite:///{store}", tmp / "sweep", done)
+
+
+def store_steps(name, logged_steps, total_steps, log_every="auto", detail="default"):
+    """Steps at which the store holds metric ``name`` of a run whose chunks started at
+    ``logged_steps`` (what :mod:`lab.track.detail` selects at ``tracking.detail``)."""
+    from lab.app import log_every_steps
+    from lab.track.detail import StorePlan
+
+    plan = StorePlan(total_steps, log_every_steps(total_steps, log_every), detail)
+    steps = np.asarray(logged_steps)
+    fine, coarse = plan.masks(steps)
+    return steps[fine if plan.is_fine(name) else coarse].tolist()

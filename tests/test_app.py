@@ -2,11 +2,12 @@
 MlflowClient: parent/child structure, every contracted metric name and step, params, tags,
 artifacts; the joblib launcher; bad overrides failing with one line and no run created."""
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_lab
+from conftest import run_lab, store_steps
 from mlflow.tracking import MlflowClient
 
 from lab.history import LAYER_STAT_NAMES
@@ -55,7 +56,9 @@ def test_every_contracted_metric_at_every_logged_step(identity_runs):
     for key in ("loss/train", "grad_norm/layer_01", "delta_norm/layer_10", "update_ratio/layer_05",
                 "loss/test"):
         history = client.get_metric_history(run.info.run_id, key)
-        assert sorted(m.step for m in history) == steps, key
+        assert sorted(m.step for m in history) == store_steps(key, steps, 200), key
+    # tracking.detail=default: per-layer statistics other than grad/delta norms at ~20 points
+    assert len(store_steps("update_ratio/layer_05", steps, 200)) == 21
     # the logged values are the full-resolution history's values at those steps
     local = Path(client.download_artifacts(run.info.run_id, "history.npz"))
     h = np.load(local)
@@ -76,10 +79,16 @@ def test_params_tags_and_artifacts(identity_runs):
     assert tags["status"] == "completed" and tags["backend"] == "cpu"
     assert tags["experiment"] == "exploding_identity"
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "history.npz", "summary.json", "figures"} <= top
-    figures = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
-    assert {"grad_norm_over_steps.png", "grad_norm_by_layer.png", "loss.png",
-            "activation_histograms.png"} <= figures
+    assert {"config.yaml", "history.npz", "summary.json"} <= top
+    wanted = {"grad_norm_over_steps.png", "grad_norm_by_layer.png", "loss.png",
+              "activation_histograms.png"}
+    deadline = time.monotonic() + 120  # figures are drawn off the critical path, maybe later
+    while True:
+        figures = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
+        if wanted <= figures or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert wanted <= figures
 
 
 def test_diverged_run_keeps_its_metrics_and_says_where(identity_runs):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import store_steps
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
@@ -26,7 +27,7 @@ from omegaconf import OmegaConf
 import lab.app
 import lab.build
 import lab.data
-from lab import track
+from lab import signals, track
 from lab.app import JobContext, run_job
 from lab.schema import register_configs
 from lab.train import evaluated_steps, log_steps
@@ -118,10 +119,14 @@ def assert_every_computed_metric_was_flushed(client, run, history_path):
     assert len(logged) >= 3  # the tests signal once 3 to 5 chunks were logged
     names = {n for n in run.data.metrics if not describe.is_ui_metric(n)}
     assert {"loss/train", "loss/test", "grad_norm/total", "grad_norm/layer_01"} <= names
+    total = int(run.data.params["train.steps"])
+    every = run.data.params["tracking.log_every"]
+    every = every if every == "auto" else int(every)
     for name in names:
         rows = client.get_metric_history(run.info.run_id, name)
-        # the test set is evaluated at some of the logged steps (at most ~100 a run)
-        expected = h["eval_step"].tolist() if name.endswith("/test") else logged
+        # the test set: evaluated at some logged steps (at most ~100), every one stored
+        expected = (h["eval_step"].tolist() if name.endswith("/test")
+                    else store_steps(name, logged, total, every))
         assert sorted(m.step for m in rows) == expected, name
     rows = sorted(client.get_metric_history(run.info.run_id, "loss/train"), key=lambda m: m.step)
     np.testing.assert_allclose([m.value for m in rows], h["loss/train"][logged])
@@ -310,6 +315,39 @@ def test_interrupted_joblib_sweep_saves_every_running_job(tmp_path, sig, to_grou
                                                  tmp_path / "sweep" / job / "history.npz")
 
 
+def loky_workers(pid):
+    """Pids of the joblib (loky) worker processes of process ``pid`` (not its resource
+    tracker)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"popen_loky" in proc.joinpath("cmdline").read_bytes():
+                found.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_killed_joblib_worker_ends_the_sweep_in_one_line(tmp_path):
+    """kill -9 of one worker: one line and exit 1, not joblib's TerminatedWorkerError
+    traceback; no run is left RUNNING."""
+    store = tmp_path / "mlruns.db"
+    client = new_store(store)
+    proc = start_lab(tmp_path, store, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                     *LONG_RUN, "seed=0,1", "tracking.experiment=worker_killed")
+    wait_for_metrics(proc, client, "worker_killed", n_runs=2, rows=3)
+    os.kill(loky_workers(proc.pid)[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    lines = [ln for ln in err.splitlines() if ln.startswith("gradlab")]
+    assert len(lines) == 1 and "worker process of the sweep died" in lines[0], err[-2000:]
+    for run in runs_of(client, "worker_killed"):
+        assert run.info.status != "RUNNING"
+
+
 FAULTY_DATA = """
 import runpy, sys
 import numpy as np
@@ -386,15 +424,16 @@ def test_two_parallel_sweeps_into_one_sqlite_store_lose_nothing(tmp_path):
     parents = [r for r in runs if r.data.tags.get("sweep") == "parent"]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 2 and len(children) == 2 * jobs
-    logged = log_steps(steps, log_every)  # loss/test: at most ~100 of them
-    expected = len(children) * (len(logged) * (METRICS_PER_STEP - 1)
-                                + len(evaluated_steps(logged)))
-    found = 0
+    logged = log_steps(steps, log_every)
+    expected = found = 0
     for run in children:
         assert run.info.status == "FINISHED" and run.data.tags["status"] == "completed"
         contract = [n for n in run.data.metrics if not describe.is_ui_metric(n)]
         assert len(contract) == METRICS_PER_STEP
         for name in contract:
+            # the test set is evaluated at most ~100 times a run, every value stored
+            expected += (len(evaluated_steps(logged)) if name.endswith("/test")
+                         else len(store_steps(name, logged, steps, log_every)))
             found += len(client.get_metric_history(run.info.run_id, name))
     print(f"metric rows expected {expected}, found {found}; store calls retried: {retries}")
     assert found == expected
@@ -445,9 +484,9 @@ def test_signal_inside_interrupt_guard_waits_for_the_block():
     """What keeps history.npz and the store in step: a chunk is recorded whole or not at all."""
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        track.install_interrupt_handlers()
+        signals.install_interrupt_handlers()
         done = []
-        with pytest.raises(KeyboardInterrupt, match="SIGTERM"), track.interrupt_guard():
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"), signals.interrupt_guard():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)  # the handler has run by now, and deferred the interrupt
             done.append("rest of the block")

@@ -347,3 +347,65 @@ def test_sweep_parent_shared_between_processes(store, tmp_path):
         [MlflowClient(store).get_experiment_by_name("mp").experiment_id]
     )
     assert len(runs) == 1
+
+
+# --------------------------------------------------------------------------- record, detail
+
+
+def test_run_record_keeps_whole_rows_and_drops_a_torn_one(tmp_path):
+    from lab.track import record
+
+    rec = track.RunRecord(tmp_path).start(experiment="x", total_steps=10, log_every=1)
+    rec.append(np.arange(3), {"a": np.array([1.0, 2.0, np.nan]), "b": np.zeros(3)},
+               {"loss/test": 0.5})
+    rec.append(np.arange(3, 5), {"a": np.array([4.0, 5.0]), "b": np.ones(2)})
+    with open(tmp_path / record.ROWS_FILE, "ab") as f:  # kill -9 in the middle of a write
+        f.write(b"\0" * 12)
+    meta = record.read_json(tmp_path / record.RUN_FILE)
+    assert meta["columns"] == ["step", "a", "b"] and meta["pid"] == os.getpid()
+    steps, rows = record.read_rows(tmp_path, meta)
+    assert steps.tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(rows["a"], [1.0, 2.0, np.nan, 4.0, 5.0])
+    assert {k: v[1].tolist() for k, v in record.read_evals(tmp_path).items()} == {
+        "loss/test": [0.5]}
+    rec.close(status="completed")
+    assert record.read_json(tmp_path / record.RUN_FILE)["status"] == "completed"
+
+
+@pytest.mark.parametrize("detail,per_run", [("full", 73 * 101), ("default", 23 * 101 + 50 * 21),
+                                            ("summary", 3 * 101 + 70 * 21)])
+def test_store_series_levels_keep_every_name(detail, per_run):
+    """The 10x2 net, 2000 steps, log_every auto (20): ~100 points, or ~20 for coarse stats."""
+    names = ["loss/train", "loss/test", "grad_norm/total"] + [
+        f"{s}/layer_{l:02d}" for s in ("grad_norm", "delta_norm", "act_mean", "act_std",
+                                       "saturation", "weight_norm", "update_ratio")
+        for l in range(1, 11)]
+    steps = np.arange(2000)
+    plan = track.StorePlan(2000, 20, detail)
+    series = track.store_series(plan, steps, {n: steps * 1.0 for n in names})
+    assert set(series) == set(names)
+    assert sum(len(s) for s, _ in series.values()) == per_run
+    assert all(s[0] == 0 and s[-1] == 1999 for s, _ in series.values())
+    diverged = track.store_series(plan, steps[:57], {"act_mean/layer_01": steps[:57] * 1.0},
+                                  diverged_at=56)
+    assert diverged["act_mean/layer_01"][0][-1] == 56
+    with pytest.raises(ValueError, match="full, default, summary"):
+        track.StorePlan(10, 1, "everything")
+
+
+def test_direct_sqlite_metrics_match_mlflow(store):
+    """The direct path writes the rows log_batch would, latest value included."""
+    from mlflow.entities import Metric
+
+    from lab.track.fastsql import SqliteMetrics, sqlite_fast_path
+
+    path = sqlite_fast_path(store)
+    assert path is not None
+    client, run_id = _new_run(store)
+    sink = SqliteMetrics(path)
+    sink.log(run_id, [Metric("m", 3.0, 5, 2), Metric("m", 1.0, 5, 0), Metric("n", 7.0, 5, 1)])
+    sink.log(run_id, [Metric("m", 0.5, 6, 1)])
+    sink.close()
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "m")) == [
+        (0, 1.0), (1, 0.5), (2, 3.0)]
+    assert client.get_run(run_id).data.metrics == {"m": 3.0, "n": 7.0}

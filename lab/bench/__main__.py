@@ -24,10 +24,9 @@ from .report import (
 from .runners import available_peers
 from .shapes import ACTIVATION, DTYPES, QUICK_SHAPES, SHAPES, flops_per_step
 from .timing import gemm_efficiency, measure_shape
-from .tracking import app_available, app_measurements
 
 
-def run(out_dir, quick=False, log=print, backends=None, only_load=False, app=True):
+def run(out_dir, quick=False, log=print, backends=None, only_load=False):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
@@ -79,20 +78,6 @@ def run(out_dir, quick=False, log=print, backends=None, only_load=False, app=Tru
             log(f"  fresh process, {variant}: {rec['process_s']:.1f} s (first lab.train "
                 f"{rec['first_train_s']:.2f} s: evaluate {rec['evaluate_s']:.2f} s, training "
                 f"chunk {rec['train_chunk_s']:.2f} s)")
-        if only_load:
-            pass
-        elif not app:
-            notes.append("--no-app: MLflow overhead and sweep throughput skipped")
-        elif quick:
-            notes.append("--quick: MLflow overhead and sweep throughput skipped")
-        elif not app_available():
-            notes.append("python -m lab (lab/__main__.py) not found: MLflow overhead and sweep "
-                         "throughput skipped")
-        else:
-            try:
-                results += app_measurements(tmp, 3, log)
-            except (RuntimeError, OSError) as exc:
-                notes.append(f"app measurements failed: {exc}")
         shutil.rmtree(Path(tmp) / "numba-cache", ignore_errors=True)
     machine = machine_info(peers)
     machine["load_start"], machine["load_end"] = load_start, os.getloadavg()[0]
@@ -114,18 +99,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab.bench",
                                      description=PACKAGE_DOC.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="under a minute: fewer rounds, no 512-wide shape, no app runs")
+                        help="under a minute: fewer rounds, no 512-wide shape")
     parser.add_argument("--out", default=".", help="directory for the results (default: .)")
     parser.add_argument("--peers", default="torch,jax",
                         help="comma-separated peers to include when installed (default: "
                              "torch,jax; '' for numpy and numba only)")
     parser.add_argument("--only-load", action="store_true",
                         help="only the load-tolerance measurement (idle vs one core busy)")
-    parser.add_argument("--no-app", action="store_true",
-                        help="skip the MLflow overhead and sweep runs through python -m lab")
     args = parser.parse_args(argv)
     run(args.out, quick=args.quick, backends={p for p in args.peers.split(",") if p},
-        only_load=args.only_load, app=not args.no_app)
+        only_load=args.only_load)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from mlflow.tracking import MlflowClient
 
 from .. import track
+from ..track import read
 from .load import load_study
 from .markdown import not_run, run_block, write_blocks
 from .studies import NEEDS_WEIGHTS, STUDIES
@@ -40,7 +40,7 @@ def report(uri=None, experiments_dir=EXPERIMENTS_DIR, studies=None):
     uri = track.resolve_tracking_uri(uri, REPO_ROOT)
     track.check_reachable(uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    client = MlflowClient(uri)
+    client = read.open_store(uri)
     experiments_dir = Path(experiments_dir)
     figdir = experiments_dir / "figures"
     figdir.mkdir(parents=True, exist_ok=True)

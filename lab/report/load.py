@@ -15,6 +15,7 @@ import yaml
 from .. import history
 from ..history import finite
 from ..network import Network
+from ..track import read
 
 log = logging.getLogger("lab.report")
 
@@ -88,13 +89,6 @@ class Study:
         return out
 
 
-def _download(client, run_id, path, dest):
-    try:
-        return Path(client.download_artifacts(run_id, path, dest))
-    except Exception:  # a failed run has no artifacts; the caller skips it
-        return None
-
-
 def _final_params(path):
     """(flat theta, [W[l]]) at the end of the run from ``params.npz``, or (None, None)."""
     if path is None:
@@ -109,55 +103,40 @@ def _final_params(path):
     return theta, [np.array(W) for W in layout.split(theta)[0]]
 
 
-def latest_parent(client, experiment_id):
-    """The newest finished sweep parent with children (else the newest with children)."""
-    parents = client.search_runs([experiment_id], filter_string="tags.sweep = 'parent'",
-                                 order_by=["attributes.start_time DESC"], max_results=50)
-    fallback = None
-    for parent in parents:
-        kids = client.search_runs(
-            [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-            max_results=1)
-        if not kids:
-            continue
-        if parent.info.status == "FINISHED":
-            return parent
-        fallback = fallback or parent
-    return fallback
-
-
 def load_study(client, name, *, weights=False):
-    """The latest sweep of study ``name`` with every child's history, or None."""
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
+    """The latest sweep of study ``name`` with every child's history, or None (``client``:
+    ``lab.track.read.open_store(uri)``)."""
+    exp_id = read.experiment_id(client, name)
+    if exp_id is None:
         return None
-    parent = latest_parent(client, exp.experiment_id)
+    parent = read.latest_parent(client, exp_id)
     if parent is None:
         return None
-    runs = client.search_runs([exp.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-                              max_results=5000)
+    runs = read.child_runs(client, exp_id, parent.info.run_id)
     jobs, failed = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i, run in enumerate(runs):
             dest = Path(tmp) / str(i)
             dest.mkdir()
             rid = run.info.run_id
-            hist_path = _download(client, rid, "history.npz", dest)
+
+            def artifact(path, rid=rid, dest=dest):
+                return read.download_artifact(client, rid, path, dest)
+
+            hist_path = artifact("history.npz")
             label = run.data.tags.get("mlflow.runName", run.info.run_name) or rid
             if hist_path is None:
                 failed.append(label)
                 continue
-            run_history = history.load(hist_path)
-            summary_path = _download(client, rid, "summary.json", dest)
+            summary_path = artifact("summary.json")
             summary = json.loads(summary_path.read_text()) if summary_path else {}
-            config_path = _download(client, rid, "config.yaml", dest)
+            config_path = artifact("config.yaml")
             config = yaml.safe_load(config_path.read_text()) if config_path else None
             job = Job(rid, label, run.data.tags.get("status", summary.get("status", "?")),
-                      dict(run.data.params), dict(run.data.tags), summary, run_history, config)
+                      dict(run.data.params), dict(run.data.tags), summary,
+                      history.load(hist_path), config)
             if weights:
-                job.theta_final, job.weights = _final_params(
-                    _download(client, rid, "params.npz", dest))
+                job.theta_final, job.weights = _final_params(artifact("params.npz"))
             jobs.append(job)
     started = datetime.datetime.fromtimestamp(parent.info.start_time / 1000,
                                              datetime.timezone.utc)

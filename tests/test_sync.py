@@ -1,0 +1,235 @@
+"""The run directory is the record, the store a copy made complete by `python -m lab.sync`
+(issue 13): real stores, real processes. kill -9 then sync; a sweep synced into an empty
+second store; a store locked longer than the retry budget; read-only and corrupt stores; two
+sweeps started in the same second."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lab import track
+from lab.track import read, record
+
+REPO = Path(__file__).resolve().parent.parent
+# about 2 s of training per 1000 steps; a chunk every 20 steps
+SMALL_RUN = ["train.steps=3000", "tracking.log_every=20", "tracking.figures=false",
+             "tracking.progress=false"]
+
+
+def lab(tmp, store, *args, wait=True, env=None, timeout=300):
+    cmd = [sys.executable, "-m", "lab", *args, f"hydra.run.dir={tmp}/run",
+           f"hydra.sweep.dir={tmp}/sweep", "tracking.progress=false"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}", **(env or {})}
+    if not wait:
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def sync(store, *paths, extra=()):
+    return subprocess.run([sys.executable, "-m", "lab.sync", *map(str, paths), "--uri",
+                           f"sqlite:///{store}", *extra], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def new_store(path):
+    uri = f"sqlite:///{path}"
+    track.ensure_store(uri)
+    return MlflowClient(uri)
+
+
+def wait_for_rows(run_dir, n_rows, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        meta = record.read_json(run_dir / record.RUN_FILE)
+        if meta and meta.get("columns") and meta.get("run_id"):
+            steps, _ = record.read_rows(run_dir, meta)
+            if steps.size >= n_rows:
+                return meta
+        if proc.poll() is not None:
+            pytest.fail(f"lab exited early: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.1)
+    pytest.fail("no rows appeared in the run directory")
+
+
+def assert_store_holds_record(client, run_id, run_dir):
+    """Every value the record says the store should hold is there, nothing else."""
+    meta = record.read_json(run_dir / record.RUN_FILE)
+    steps, rows = record.read_rows(run_dir, meta)
+    plan = track.StorePlan(meta["total_steps"], meta["log_every"], meta["detail"])
+    series = track.store_series(plan, steps, rows, record.read_evals(run_dir),
+                                meta.get("diverged_at_step"))
+    total = 0
+    for name, (s, v) in series.items():
+        want = sorted(int(x) for x, y in zip(s, v) if np.isfinite(y))
+        got = sorted(m.step for m in client.get_metric_history(run_id, name))
+        assert got == want, name
+        total += len(want)
+    return total
+
+
+def test_kill_9_then_sync_closes_the_run_as_lost_and_loses_nothing(tmp_path):
+    store = tmp_path / "mlruns.db"
+    client = new_store(store)
+    proc = lab(tmp_path, store, *SMALL_RUN, "train.steps=200000", "tracking.experiment=kill9",
+               wait=False)
+    run_dir = tmp_path / "run"
+    meta = wait_for_rows(run_dir, 200, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    run_id = meta["run_id"]
+    assert client.get_run(run_id).info.status == "RUNNING"  # what kill -9 leaves behind
+    done = sync(store, run_dir)
+    assert done.returncode == 0, done.stderr
+    assert "1 runs closed (1 as lost)" in done.stdout, done.stdout
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["status"] == "lost"
+    n = assert_store_holds_record(client, run_id, run_dir)
+    assert n > 100
+    assert {"config.yaml", "history.npz"} <= {a.path for a in client.list_artifacts(run_id)}
+    again = sync(store, run_dir)
+    assert "0 metric values and 0 artifacts added, 0 runs closed" in again.stdout, again.stdout
+    assert "already held everything" in again.stdout
+
+
+@pytest.mark.slow
+def test_repair_closes_runs_of_dead_processes(tmp_path):
+    store = tmp_path / "mlruns.db"
+    client = new_store(store)
+    proc = lab(tmp_path, store, "-m", *SMALL_RUN, "train.steps=200000", "seed=0,1",
+               "tracking.experiment=repair", wait=False)
+    meta = wait_for_rows(tmp_path / "sweep" / "0", 100, proc)
+    proc.send_signal(signal.SIGKILL)  # the launcher: parent and child stay RUNNING
+    proc.wait(timeout=30)
+    done = sync(store, extra=["--repair"])
+    assert done.returncode == 0, done.stderr
+    child = client.get_run(meta["run_id"])
+    parent = client.get_run(child.data.tags["mlflow.parentRunId"])
+    assert (child.info.status, child.data.tags["status"]) == ("KILLED", "lost")
+    assert (parent.info.status, parent.data.tags["status"]) == ("KILLED", "lost")
+    assert_store_holds_record(client, meta["run_id"], tmp_path / "sweep" / "0")
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    store = tmp / "mlruns.db"
+    done = lab(tmp, store, "-m", "train.steps=150", "init=identity", "init.gain=0.9,1.1,3.0",
+               "tracking.experiment=to_copy")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp, store
+
+
+def test_sync_of_a_sweep_into_an_empty_store_copies_it_whole(small_sweep, tmp_path):
+    tmp, store = small_sweep
+    a = MlflowClient(f"sqlite:///{store}")
+    second = tmp_path / "second.db"
+    done = sync(second, tmp / "sweep")
+    assert done.returncode == 0, done.stderr
+    assert "4 runs created" in done.stdout, done.stdout
+    b = MlflowClient(f"sqlite:///{second}")
+
+    def view(client):
+        exp = client.get_experiment_by_name("to_copy")
+        runs = client.search_runs([exp.experiment_id])
+        uid_of = {r.info.run_id: r.data.tags["gradlab.uid"] for r in runs}
+        out = {}
+        for r in runs:
+            uid = uid_of[r.info.run_id]
+            parent = r.data.tags.get("mlflow.parentRunId")
+            parent_uid = uid_of[parent] if parent else None
+            tags = {k: v for k, v in r.data.tags.items() if k != "mlflow.parentRunId"
+                    and not k.startswith("mlflow.") or k == "mlflow.runName"}
+            counts = {k: len(client.get_metric_history(r.info.run_id, k))
+                      for k in r.data.metrics}
+            arts = read.artifact_paths(client, r.info.run_id)
+            out[uid] = (r.info.run_name, r.info.status, r.data.params, tags, parent_uid,
+                        counts, arts)
+        return out
+
+    va, vb = view(a), view(b)
+    assert len(va) == 4 and va.keys() == vb.keys()
+    for uid in va:
+        assert va[uid] == vb[uid], uid
+    assert any(t[3].get("status") == "diverged" for t in va.values())
+    assert sum(bool(t[4]) for t in vb.values()) == 3  # three children of one parent
+    again = sync(second, tmp / "sweep")
+    assert "0 runs created, 0 metric values and 0 artifacts added" in again.stdout
+
+
+def test_read_only_and_corrupt_stores_fail_in_one_line_within_seconds(tmp_path):
+    ro = tmp_path / "ro.db"
+    new_store(ro)
+    ro.chmod(0o444)
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not a database" * 1000)
+    for store, word in ((ro, "read-only"), (bad, "corrupt")):
+        t0 = time.monotonic()
+        done = lab(tmp_path, store, "train.steps=50")
+        seconds = time.monotonic() - t0
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        assert done.returncode == 2, done.stderr
+        assert len(lines) == 1 and word in lines[0] and "Traceback" not in done.stderr, lines
+        assert seconds < 30, seconds
+
+
+@pytest.mark.slow
+def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
+    """Another connection holds the write lock for 25 s (the writer waits 5 s per call and
+    retries for 1 s here): the run trains on, exits 3 with one line, and sync completes it."""
+    store = tmp_path / "mlruns.db"
+    client = new_store(store)
+    proc = lab(tmp_path, store, *SMALL_RUN, "train.steps=6000", "tracking.experiment=locked",
+               wait=False, env={"GRADLAB_STORE_RETRY_S": "1"})
+    run_dir = tmp_path / "run"
+    meta = wait_for_rows(run_dir, 40, proc)
+    con = sqlite3.connect(str(store), timeout=30)
+    con.execute("BEGIN IMMEDIATE")
+    time.sleep(25)
+    con.rollback()
+    con.close()
+    _, err = proc.communicate(timeout=300)
+    lines = [ln for ln in err.splitlines() if ln.startswith("gradlab")]
+    assert "Traceback" not in err
+    assert proc.returncode == 3, err[-2000:]
+    assert len(lines) == 1 and "lab.sync" in lines[0] and str(run_dir) in lines[0], lines
+    run = client.get_run(meta["run_id"])
+    assert run.data.tags["status"] in ("incomplete", "running")
+    done = sync(store, run_dir)
+    assert done.returncode == 0, done.stderr
+    run = client.get_run(meta["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["status"] == "completed"
+    assert "missing_values" not in run.data.tags
+    assert_store_holds_record(client, meta["run_id"], run_dir)
+
+
+@pytest.mark.slow
+def test_two_sweeps_started_in_the_same_second_never_share_a_directory(tmp_path):
+    store = tmp_path / "mlruns.db"
+    new_store(store)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+    cmd = [sys.executable, "-m", "lab", "-m", "train.steps=50", "seed=0,1",
+           "tracking.figures=false", "tracking.progress=false", "tracking.experiment=twins",
+           f"hydra.sweep.dir={tmp_path}/multirun/${{now:%H-%M-%S}}-${{gradlab_pid:}}"]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    sweeps = sorted((tmp_path / "multirun").iterdir())
+    assert len(sweeps) == 2
+    parents = {(d / track.PARENT_ID_FILE).read_text().strip() for d in sweeps}
+    assert len(parents) == 2
+    for d in sweeps:
+        metas = [json.loads((d / str(j) / "run.json").read_text()) for j in (0, 1)]
+        assert len({m["pid"] for m in metas}) == 1  # each job dir written by one sweep only
