@@ -20,11 +20,14 @@ def make_data(cfg):
                         **data_cfg)
 
 
-def build(cfg, ds=None):
-    """(dataset, network, optimizer) from a config dict; ConfigError for bad settings."""
+def build(cfg, ds=None, checked=False):
+    """(dataset, network, optimizer) from a config dict; ConfigError for bad settings
+    (``checked``: the caller already validated ``cfg`` against ``ds``: a job's config is
+    validated once)."""
     if ds is None:
-        ds = make_data(cfg)
-    validate(cfg, n_x=ds.n_x, n_y=ds.n_y, n_train=ds.X_train.shape[1])
+        ds, checked = make_data(cfg), False
+    if not checked:
+        validate(cfg, n_x=ds.n_x, n_y=ds.n_y, n_train=ds.X_train.shape[1])
     model, init = cfg["model"], cfg["init"]
     sizes = layer_sizes(ds.n_x, ds.n_y, model["depth"], model["width"])
     net = Network(sizes, model["activation"], model["output_activation"], init=init["name"],
