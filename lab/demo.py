@@ -34,7 +34,7 @@ def main(studies=STUDIES):
 Where to look (store: {track.mask_uri(uri)}):
 {describe.where_to_look(experiment_ids)}
   Run directories (the record: run.json, rows, history.npz, figures/, summary.json):
-    multirun/<study>/<time>-<pid>/<job>/; `make sync` copies them into the store again.
+    multirun/<study>/<date>_<time>-<pid>/<job>/; `make sync` copies them into the store again.
   More studies: make sweep EXP=init_comparison   (all: make experiments; list: conf/experiment/)
 """)
 

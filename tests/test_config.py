@@ -113,6 +113,12 @@ def test_hydra_settings():
     raw = OmegaConf.to_container(hydra, resolve=False)
     assert raw["run"]["dir"].startswith("outputs/")
     assert raw["sweep"]["dir"].startswith("multirun/")
+    # two sweeps started in the same second never share a directory (nor a parent run)
+    assert raw["run"]["dir"].endswith("-${gradlab_pid:}")
+    assert raw["sweep"]["dir"].endswith("-${gradlab_pid:}")
+    for study in EXPERIMENTS:  # a study inherits that directory, named after it
+        text = (CONF / "experiment" / f"{study}.yaml").read_text()
+        assert "dir:" not in text, study
 
 
 @pytest.mark.parametrize("backend", ["cpu", "cuda", "numpy"])
