@@ -26,17 +26,16 @@ def figures_of_run(out_dir, cfg, title):
     boundary, misclassified digits) from the network rebuilt with its saved parameters."""
     import numpy as np
 
-    from .build import build
+    from .build import build, make_data
+    from .history import load
     from .views.dataset import data_figures
     from .views.training import run_figures
 
     out_dir = Path(out_dir)
-    with np.load(out_dir / "history.npz") as data:
-        history = dict(data)
-    figures = run_figures(history, title)
+    figures = run_figures(load(out_dir / "history.npz"), title)
     params = out_dir / "params.npz"
-    if params.exists():
-        ds, net, _ = build(cfg)
+    if params.exists():  # the job validated this config before it trained
+        ds, net, _ = build(cfg, make_data(cfg), checked=True)
         with np.load(params) as saved:
             net.theta[:] = saved["theta_final"]
             figures.update(data_figures(net, saved["theta_init"], ds, title))

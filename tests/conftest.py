@@ -1,6 +1,7 @@
 """Fixtures and helpers shared by the test files."""
 
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -29,6 +30,45 @@ def pytest_configure(config):
     # keep Hydra/MLflow from writing into the repo during tests that forget tmp paths
     os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///" + os.path.join(
         os.environ.get("PYTEST_TMPDIR", "/tmp"), "gradlab-pytest-mlruns.db"))
+
+
+def unused_port():
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def new_store(path):
+    """A client of a new SQLite store at ``path`` with its schema created (so a reader never
+    races the app's creation of it)."""
+    from mlflow.tracking import MlflowClient
+
+    from lab import track
+
+    uri = f"sqlite:///{path}"
+    track.ensure_store(uri)
+    return MlflowClient(uri)
+
+
+def compose_config(*overrides):
+    """The resolved config (a plain dict) that ``python -m lab OVERRIDES`` would run."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from lab.schema import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def networks(backends, **kwargs):
+    """The same network (same seed, same parameters) on each of ``backends``."""
+    import lab
+
+    return [lab.Network(backend=b, **kwargs) for b in backends]
 
 
 def run_lab(args, store, tmp, timeout=300, env=None):

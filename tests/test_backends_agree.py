@@ -3,6 +3,7 @@ runs (parameters and every per-step statistic) for each optimizer and batch regi
 
 import numpy as np
 import pytest
+from conftest import networks
 
 import lab
 from lab.kernels.codes import HIST_BINS
@@ -12,15 +13,13 @@ from lab.kernels.codes import HIST_BINS
 LR = {"sgd": 0.05, "momentum": 0.05, "rmsprop": 0.001, "adam": 0.001}
 
 
-def pair(**kw):
-    return [lab.Network(backend=b, **kw) for b in ("numpy", "cpu")]
 
 
 @pytest.mark.parametrize("activation,output,loss", [
     ("tanh", "identity", "mse"), ("relu", "sigmoid", "bce"), ("sigmoid", "softmax",
                                                               "cross_entropy")])
 def test_forward_and_gradients_agree(activation, output, loss, rng):
-    ref, fast = pair(sizes=[4, 16, 16, 16, 3], activation=activation, output_activation=output,
+    ref, fast = networks(("numpy", "cpu"), sizes=[4, 16, 16, 16, 3], activation=activation, output_activation=output,
                      init="he", seed=5)
     X = rng.standard_normal((4, 33))
     Y = np.eye(3)[rng.integers(0, 3, 33)].T
@@ -32,7 +31,7 @@ def test_forward_and_gradients_agree(activation, output, loss, rng):
 
 
 def test_large_layers_take_the_blas_path_and_agree(rng):
-    ref, fast = pair(sizes=[64, 128, 128, 1], activation="relu", seed=2)
+    ref, fast = networks(("numpy", "cpu"), sizes=[64, 128, 128, 1], activation="relu", seed=2)
     X, Y = rng.standard_normal((64, 200)), rng.standard_normal((1, 200))
     np.testing.assert_allclose(fast.flat_gradients(X, Y)[1], ref.flat_gradients(X, Y)[1],
                                rtol=1e-10, atol=1e-13)
@@ -42,7 +41,7 @@ def test_large_layers_take_the_blas_path_and_agree(rng):
 @pytest.mark.parametrize("batch_size", [1, 7, "full"])
 def test_training_runs_agree(optimizer, batch_size):
     ds = lab.make_dataset("teacher", 60, 20, seed=1)
-    ref, fast = pair(sizes=[4, 8, 8, 8, 8, 1], activation="tanh", init="xavier", seed=0)
+    ref, fast = networks(("numpy", "cpu"), sizes=[4, 8, 8, 8, 8, 1], activation="tanh", init="xavier", seed=0)
     results = [lab.train(net, lab.Optimizer(optimizer, lr=LR[optimizer]), ds.X_train,
                          ds.Y_train, steps=100, batch_size=batch_size, seed=3, log_every=10,
                          X_test=ds.X_test, Y_test=ds.Y_test) for net in (ref, fast)]
@@ -57,7 +56,7 @@ def test_training_runs_agree(optimizer, batch_size):
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu"])
 def test_float32_agrees_at_single_precision(activation, rng):
-    ref, fast = pair(sizes=[3, 8, 8, 1], activation=activation, dtype="float32", seed=1)
+    ref, fast = networks(("numpy", "cpu"), sizes=[3, 8, 8, 1], activation=activation, dtype="float32", seed=1)
     X, Y = rng.standard_normal((3, 20)), rng.standard_normal((1, 20))
     assert fast.theta.dtype == np.float32
     assert fast.forward(X).dtype == np.float32
@@ -68,7 +67,7 @@ def test_float32_agrees_at_single_precision(activation, rng):
 def test_forward_and_evaluate_on_a_large_set_match_the_reference(rng):
     # large enough that the kernels' scratch buffers are their own memory mappings: a view
     # outliving its buffer would read unmapped memory here (a regression test)
-    ref, fast = pair(sizes=[2, 16, 16, 1], activation="tanh", output_activation="sigmoid",
+    ref, fast = networks(("numpy", "cpu"), sizes=[2, 16, 16, 1], activation="tanh", output_activation="sigmoid",
                      init="xavier", seed=4)
     X = rng.standard_normal((2, 20000))
     Y = (rng.uniform(size=(1, 20000)) > 0.5).astype(float)

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import store_steps
+from conftest import store_steps, unused_port
 from mlflow.tracking import MlflowClient
 
 from lab import track
@@ -30,11 +30,6 @@ LAYER_STATS = ("grad_norm", "delta_norm", "act_mean", "act_std", "saturation", "
 METRICS_PER_STEP = 3 + len(LAYER_STATS) * 10  # the 10-layer identity net, mse: no accuracy
 pytestmark = pytest.mark.slow
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def lab_sweep(tmp, env, *args, timeout=900):
@@ -135,7 +130,7 @@ class Postgres:
     initdb refuses root). Password auth over TCP; the password is kept out of URIs."""
 
     def __init__(self, bin_dir, password):
-        self.bin, self.password, self.port = bin_dir, password, free_port()
+        self.bin, self.password, self.port = bin_dir, password, unused_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gradlab-pg-"))  # not under 0700 pytest dirs
         self.run_as = []
         if os.geteuid() == 0:
@@ -196,7 +191,7 @@ def mlflow_server(postgres, tmp_path):
     """`mlflow server` on 127.0.0.1 with the PostgreSQL backend store and a proxied artifact
     store (the layout of README's cluster section); the database password comes from
     PGPASSWORD, not the command line."""
-    port = free_port()
+    port = unused_port()
     artifacts = tmp_path / "artifacts"
     env = {**os.environ, "PGPASSWORD": postgres.password,
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import networks
 
 import lab
 
@@ -89,9 +90,6 @@ def test_no_device_is_one_clear_line():
 
 # --- on the simulator -------------------------------------------------------------------------------
 
-def pair(**kw):
-    """The same net on the CPU and on the (simulated) GPU."""
-    return [lab.Network(backend=b, **kw) for b in ("cpu", "cuda")]
 
 
 def assert_histories_match(h_gpu, h_cpu):
@@ -113,7 +111,7 @@ def test_simulator_is_active():
 @simulated
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_forward_and_gradients_match_cpu(activation, rng):
-    cpu, gpu = pair(sizes=DEEP, activation=activation, init="xavier", seed=3)
+    cpu, gpu = networks(("cpu", "cuda"), sizes=DEEP, activation=activation, init="xavier", seed=3)
     X, Y = rng.standard_normal((3, 5)), rng.standard_normal((2, 5))
     np.testing.assert_allclose(gpu.forward(X), cpu.forward(X), **TOL)
     loss_cpu, grad_cpu = cpu.flat_gradients(X, Y)
@@ -146,7 +144,7 @@ def test_gradients_and_training_match_the_reference(activation, output, loss, rn
 @simulated
 def test_several_tiles_per_matrix_match_cpu(rng):
     """Layers and batches wider than a tile, with ragged edges, in every matrix product."""
-    cpu, gpu = pair(sizes=[5, 9, 6, 3], activation="tanh", init="xavier", seed=4)
+    cpu, gpu = networks(("cpu", "cuda"), sizes=[5, 9, 6, 3], activation="tanh", init="xavier", seed=4)
     X, Y = rng.standard_normal((5, 11)), rng.standard_normal((3, 11))
     np.testing.assert_allclose(gpu.forward(X), cpu.forward(X), **TOL)
     np.testing.assert_allclose(gpu.flat_gradients(X, Y)[1], cpu.flat_gradients(X, Y)[1], **TOL)
@@ -168,7 +166,7 @@ def test_classifier_outputs_match_cpu(activation, output, loss, n_y, rng):
     and a few mini-batch steps with their accuracy statistics."""
     kw = dict(sizes=[2, 4, 4, n_y], activation=activation, output_activation=output,
               init="he", seed=2)
-    cpu, gpu = pair(**kw)
+    cpu, gpu = networks(("cpu", "cuda"), **kw)
     X, Y = _classification(rng, 2, n_y, 10)
     X_test, Y_test = _classification(rng, 2, n_y, 6)
     np.testing.assert_allclose(gpu.forward(X), cpu.forward(X), **TOL)
@@ -193,7 +191,7 @@ def test_training_matches_cpu(activation, optimizer, lr):
     update ratios), test evaluations and histograms."""
     ds = lab.make_dataset("teacher", 12, 6, seed=1)
     kw = dict(sizes=[4, 4, 4, 4, 4, 4, 1], activation=activation, init="xavier", seed=0)
-    nets, opts, runs = pair(**kw), [], []
+    nets, opts, runs = networks(("cpu", "cuda"), **kw), [], []
     for net in nets:
         opts.append(lab.Optimizer(optimizer, lr=lr))
         runs.append(lab.train(net, opts[-1], ds.X_train, ds.Y_train, steps=20, batch_size=5,
@@ -245,7 +243,7 @@ def test_threshold_divergence_inside_a_chunk():
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
 def test_single_updates_match_cpu(optimizer, rng):
     X, Y = rng.standard_normal((3, 5)), rng.standard_normal((2, 5))
-    nets = pair(sizes=[3, 4, 2], activation="tanh", seed=1)
+    nets = networks(("cpu", "cuda"), sizes=[3, 4, 2], activation="tanh", seed=1)
     opts = [lab.Optimizer(optimizer, lr=0.01) for _ in nets]
     for _ in range(2):
         for net, opt in zip(nets, opts):
@@ -256,7 +254,7 @@ def test_single_updates_match_cpu(optimizer, rng):
 
 @simulated
 def test_float32_matches_at_single_precision(rng):
-    cpu, gpu = pair(sizes=[3, 5, 4, 1], activation="sigmoid", dtype="float32", seed=1)
+    cpu, gpu = networks(("cpu", "cuda"), sizes=[3, 5, 4, 1], activation="sigmoid", dtype="float32", seed=1)
     X, Y = rng.standard_normal((3, 7)), rng.standard_normal((1, 7))
     assert gpu.forward(X).dtype == np.float32
     np.testing.assert_allclose(gpu.forward(X), cpu.forward(X), rtol=2e-5, atol=1e-6)
@@ -268,7 +266,7 @@ def test_float32_matches_at_single_precision(rng):
 def test_device_copy_of_the_data_follows_in_place_edits(rng):
     """X stays cached on the device between chunks, but an edited X is copied again."""
     X, Y = rng.standard_normal((2, 4)), rng.standard_normal((1, 4))
-    nets = pair(sizes=[2, 3, 1], activation="tanh", seed=0)
+    nets = networks(("cpu", "cuda"), sizes=[2, 3, 1], activation="tanh", seed=0)
     for step in range(2):
         for net in nets:
             lab.train(net, lab.Optimizer("sgd", lr=0.1), X, Y, steps=2, log_every=1)

@@ -19,17 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import store_steps
-from hydra import compose, initialize_config_dir
+from conftest import compose_config, new_store, store_steps, unused_port
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
 
 import lab.app
 import lab.build
 import lab.data
 from lab import signals, track
 from lab.app import JobContext, run_job
-from lab.schema import register_configs
 from lab.train import evaluated_steps, log_steps
 from lab.views import describe
 
@@ -68,12 +65,6 @@ def start_lab(tmp, store, *args):
                             start_new_session=True)
 
 
-def new_store(path):
-    """A SQLite store with its schema created (so a reader never races the app's creation)."""
-    uri = f"sqlite:///{path}"
-    track.ensure_store(uri)
-    return MlflowClient(uri)
-
 
 def runs_of(client, experiment):
     exp = client.get_experiment_by_name(experiment)
@@ -100,11 +91,6 @@ def wait_for_metrics(proc, client, experiment, n_runs=1, rows=5, timeout=180):
     proc.kill()
     pytest.fail("no metrics appeared in time")
 
-
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stderr_lines(done):
@@ -167,9 +153,9 @@ def bad_runs(tmp_path_factory, silent_server):
     store = tmp_path_factory.mktemp("bad") / "mlruns.db"
     client = new_store(store)
     cases = {
-        "unreachable-closed-port": [f"tracking.uri=http://127.0.0.1:{closed_port()}"],
+        "unreachable-closed-port": [f"tracking.uri=http://127.0.0.1:{unused_port()}"],
         "unreachable-silent-server": [f"tracking.uri={silent_server}"],
-        "password-in-uri": [f"tracking.uri=http://gradlab:secret@127.0.0.1:{closed_port()}"],
+        "password-in-uri": [f"tracking.uri=http://gradlab:secret@127.0.0.1:{unused_port()}"],
         **{name: args for name, (args, _) in BAD_INPUT.items()},
     }
 
@@ -217,11 +203,6 @@ def test_password_in_tracking_uri_never_printed(bad_runs):
 # --------------------------------------------------------------------------- bad data
 
 
-def job_config(tmp_path, *overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 @pytest.mark.parametrize("where,value", [("X_train", np.nan), ("Y_test", np.inf)])
@@ -237,7 +218,7 @@ def test_bad_data_ends_as_failed_run_that_says_why(tmp_path, monkeypatch, where,
     monkeypatch.setattr(lab.build, "make_dataset", corrupted)
     store = tmp_path / "mlruns.db"
     client = new_store(store)
-    cfg = job_config(tmp_path, f"tracking.uri=sqlite:///{store}", "tracking.experiment=bad_data",
+    cfg = compose_config(f"tracking.uri=sqlite:///{store}", "tracking.experiment=bad_data",
                      "tracking.figures=false", "tracking.progress=false", "train.steps=20")
     with pytest.raises(ValueError, match="non-finite"):
         run_job(cfg, JobContext(output_dir=tmp_path / "out", experiment="bad_data"))
@@ -465,7 +446,7 @@ def test_passwords_in_uris_are_masked_in_params_tags_and_logs(tmp_path, caplog):
 
 
 def test_config_artifact_masks_the_tracking_password(tmp_path):
-    cfg = job_config(tmp_path, "tracking.enabled=false", "tracking.progress=false",
+    cfg = compose_config("tracking.enabled=false", "tracking.progress=false",
                      "train.steps=5", "tracking.uri=http://gradlab:secret@127.0.0.1:5001")
     run_job(cfg, JobContext(output_dir=tmp_path / "out"))
     text = (tmp_path / "out" / "config.yaml").read_text()

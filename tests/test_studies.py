@@ -8,13 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from conftest import compose_config
 
 import lab
 from lab.build import build
 from lab.history import layer_series, series
-from lab.schema import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -22,10 +20,7 @@ CONF = ROOT / "conf"
 
 def study_config(name, *overrides):
     """The resolved config of study ``name`` (its defaults, not its sweep) with overrides."""
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={name}", "tracking=off", *overrides])
-    return OmegaConf.to_container(cfg, resolve=True)
+    return compose_config(f"+experiment={name}", "tracking=off", *overrides)
 
 
 def run(cfg, steps=None):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import new_store
 from mlflow.tracking import MlflowClient
 
 from lab import track
@@ -40,12 +41,6 @@ def sync(store, *paths, extra=()):
     return subprocess.run([sys.executable, "-m", "lab.sync", *map(str, paths), "--uri",
                            f"sqlite:///{store}", *extra], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
-
-
-def new_store(path):
-    uri = f"sqlite:///{path}"
-    track.ensure_store(uri)
-    return MlflowClient(uri)
 
 
 def wait_for_rows(run_dir, n_rows, proc, timeout=120):
