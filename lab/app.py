@@ -110,8 +110,8 @@ def run_job(cfg, ctx: JobContext):
                                params=track.flatten_params(describe.applicable_config(cfg)),
                                tags={**tags, **describe.run_tags(cfg, ctx.label, ctx.experiment)},
                                parent_run_id=parent_id, record=record,
-                               experiment_tags=describe.experiment_tags(
-                                   ctx.experiment, ctx.repo_root))
+                               experiment_tags=lambda experiment_id: describe.experiment_tags(
+                                   ctx.experiment, ctx.repo_root, experiment_id))
     # the store's part (importing MLflow, creating the run, closing runs whose process is
     # gone) happens on a thread while the net trains; chunks wait for the run in memory
     tracker.start_in_background(

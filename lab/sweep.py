@@ -301,7 +301,9 @@ class SweepCallback(Callback):
             counts = {s: sum(j["status"] == s for j in jobs)
                       for s in ("completed", "diverged", "failed", "interrupted")}
             self.parent.set_tags({f"jobs_{k}": v for k, v in counts.items()})
-            self.parent.record(**describe.sweep_record(name, jobs, config, REPO_ROOT))
+            found = describe.sweep_record(name, jobs, config, REPO_ROOT)
+            self.parent.record(**found)
+            self.parent.save_record(found)  # in sweep.json too, for lab.sync
             print(f"\n{name}: {len(jobs)} runs (parent run {self.parent.run_id})\n"
                   + table_text(jobs), flush=True)
         finally:

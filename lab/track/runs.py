@@ -172,10 +172,11 @@ class RunTracker(_RunHandle):
         parent_run_id: str | None = None,
         artifact_root: str | None = None,
         record: rec.RunRecord | None = None,
-        experiment_tags: Mapping[str, Any] | None = None,
+        experiment_tags=None,
     ) -> None:
         self.uri = uri
-        self.experiment_tags = dict(experiment_tags or {})  # set when the run is created
+        # experiment id -> tags of the experiment (what the UI shows), set when the run starts
+        self.experiment_tags = experiment_tags
         self.experiment = experiment
         self.run_name = run_name
         self.params = dict(params or {})
@@ -202,8 +203,8 @@ class RunTracker(_RunHandle):
             lambda: get_or_create_experiment(self.client, self.experiment, self.artifact_root),
             "get_or_create_experiment",
         )
-        if self.experiment_tags:
-            self.set_experiment_tags(self.experiment_tags)
+        if self.experiment_tags is not None:
+            self.set_experiment_tags(self.experiment_tags(self.experiment_id))
         tags = {str(k): tag_value(v) for k, v in self.tags.items()}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
@@ -529,6 +530,14 @@ class SweepParent(_RunHandle):
         self._record(tags={**self._recorded().get("tags", {}),
                            **{str(k): tag_value(v) for k, v in tags.items()}})
         super().set_tags(tags)
+
+    def save_record(self, found: Mapping[str, Any]) -> None:
+        """What :meth:`record` wrote (params, metric blocks; tags are recorded by set_tags),
+        kept in ``sweep.json`` so that ``lab.sync`` can write it into another store."""
+        blocks = [[{k: np.asarray(v, dtype=float).tolist() for k, v in block.items()},
+                   np.asarray(steps).tolist()] for block, steps in found.get("metrics", ())]
+        self._record(findings={"params": flatten_params(found.get("params") or {}),
+                               "metrics": blocks})
 
     def _recorded(self) -> dict:
         if self.sweep_dir is None:

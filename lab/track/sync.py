@@ -28,6 +28,8 @@ from .store import client as make_client
 from .store import ensure_store, get_or_create_experiment, retry
 from .uri import artifact_root_for, mask_uri, one_line
 
+REPO_ROOT = Path(__file__).resolve().parents[2]  # experiments/ and conf/: the study questions
+
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
@@ -79,6 +81,7 @@ class Syncer:
         self.client: MlflowClient = make_client(uri)
         self.report = SyncReport()
         self._parents: dict[Path, str] = {}  # sweep dir -> parent run id in this store
+        self._tagged: set[str] = set()  # experiments whose UI tags are set
 
     # -- sweeps
     def sweep(self, sweep_dir: Path) -> str | None:
@@ -97,6 +100,11 @@ class Syncer:
             run = self._create(exp_id, meta, tags)
         run_id = run.info.run_id
         self._parents[sweep_dir] = run_id
+        findings = meta.get("findings")
+        if findings:  # the parent's params and job-comparing metrics (its tags: below)
+            self._add_params(run, findings.get("params", {}))
+            self._add_blocks(run_id, [(block, steps) for block, steps in findings["metrics"]],
+                             meta)
         have = read.artifact_paths(self.client, run_id)
         files = [sweep_dir / n for n in SWEEP_ARTIFACTS] + sorted(sweep_dir.glob("figures/*.png"))
         self._upload(run_id, sweep_dir, files, have)
@@ -135,6 +143,7 @@ class Syncer:
                    and "missing_values" not in run.data.tags)
         if not settled:  # compare every metric: the store may lack any value
             self._add_metrics(run_id, run_dir, meta)
+            self._add_ui_metrics(run_id, run_dir, meta)
         if status == "lost" and not (run_dir / "history.npz").exists():
             steps, rows = rec.read_rows(run_dir, meta)
             if steps.size:
@@ -172,11 +181,52 @@ class Syncer:
             retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c), "log_batch")
         self.report.values += len(missing)
 
+    def _add_ui_metrics(self, run_id: str, run_dir: Path, meta: dict) -> None:
+        """The metrics a finished run logs for the UI (depth profile, summary numbers), from
+        its ``history.npz`` and ``summary.json``."""
+        from ..history import load
+        from ..views.describe import end_of_run_metrics
+
+        history, summary = run_dir / "history.npz", rec.read_json(run_dir / "summary.json")
+        if history.exists() and summary is not None:
+            self._add_blocks(run_id, end_of_run_metrics(load(history), summary), meta)
+
+    def _add_blocks(self, run_id: str, blocks, meta: dict) -> None:
+        """Metric blocks ``[({name: values}, steps)]``: the values the store lacks."""
+        from mlflow.entities import Metric
+
+        ts = int(meta.get("started", time.time()) * 1000)
+        missing = []
+        for block, steps in blocks:
+            for name, values in block.items():
+                have = read.metric_steps(self.client, run_id, name)
+                missing.extend(Metric(name, float(v), ts, int(st))
+                               for st, v in zip(steps, values)
+                               if v is not None and np.isfinite(v) and int(st) not in have)
+        for chunk in batches(missing, MAX_METRICS_PER_BATCH):
+            retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c), "log_batch")
+        self.report.values += len(missing)
+
+    def _add_params(self, run, params: dict) -> None:
+        from mlflow.entities import Param
+
+        missing = [Param(k, str(v)) for k, v in params.items() if k not in run.data.params]
+        for chunk in batches(missing, MAX_PARAMS_TAGS_PER_BATCH):
+            retry(lambda c=chunk: self.client.log_batch(run.info.run_id, params=c), "log_params")
+
     # -- helpers
     def _experiment(self, name: str) -> str:
-        return retry(lambda: get_or_create_experiment(self.client, name,
-                                                      artifact_root_for(self.uri)),
-                     "get_or_create_experiment")
+        experiment_id = retry(lambda: get_or_create_experiment(self.client, name,
+                                                               artifact_root_for(self.uri)),
+                              "get_or_create_experiment")
+        if name not in self._tagged:  # what the UI shows: a synced store opens the same way
+            from ..views.describe import experiment_tags
+
+            for key, value in experiment_tags(name, REPO_ROOT, experiment_id).items():
+                retry(lambda k=key, v=value: self.client.set_experiment_tag(experiment_id, k, v),
+                      "set_experiment_tag")
+            self._tagged.add(name)
+        return experiment_id
 
     def _find(self, exp_id: str, meta: dict):
         from mlflow.exceptions import MlflowException
