@@ -383,9 +383,16 @@ def test_store_series_levels_keep_every_name(detail, per_run):
     steps = np.arange(2000)
     plan = track.StorePlan(2000, 20, detail)
     series = track.store_series(plan, steps, {n: steps * 1.0 for n in names})
-    assert set(series) == set(names)
-    assert sum(len(s) for s, _ in series.values()) == per_run
+    contract = {n: v for n, v in series.items() if not n.startswith("Log10/")}
+    assert set(contract) == set(names)
+    assert sum(len(s) for s, _ in contract.values()) == per_run
     assert all(s[0] == 0 and s[-1] == 1999 for s, _ in series.values())
+    # for MLflow's linear charts, at every level: log10 of each layer's dW and dZ norm, of the
+    # total gradient norm and of the training loss, at every logged step
+    log10 = {n: v for n, v in series.items() if n.startswith("Log10/")}
+    assert len(log10) == 10 + 10 + 2 and all(len(s) == 101 for s, _ in log10.values())
+    kept, values = log10["Log10/dW layer 03"]
+    np.testing.assert_allclose(values[1:], np.log10(kept[1:]))  # the values were the steps
     diverged = track.store_series(plan, steps[:57], {"act_mean/layer_01": steps[:57] * 1.0},
                                   diverged_at=56)
     assert diverged["act_mean/layer_01"][0][-1] == 56
