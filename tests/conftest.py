@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +101,30 @@ def identity_sweep(tmp_path_factory):
     store = tmp / "mlruns.db"
     done = run_lab(["-m", "+experiment=exploding_identity", "train.steps=200"], store, tmp)
     assert done.returncode == 0, done.stderr[-3000:]
-    return Sweep(store, f"sqlite:///{store}", tmp / "sweep", done)
+    sweep = Sweep(store, f"sqlite:///{store}", tmp / "sweep", done)
+    _wait_for_figures(sweep)
+    return sweep
+
+
+FIGURES_PER_RUN = 5  # lab.views.training's run figures (loss, gradients, activations)
+
+
+def _wait_for_figures(sweep, timeout=180):
+    """Figures are drawn off the critical path, the last ones after the sweep's process has
+    exited: wait until every child run holds its figures, so readers see a finished sweep."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(sweep.uri)
+    exp = client.get_experiment_by_name("exploding_identity")
+    deadline = time.monotonic() + timeout
+    while True:
+        children = [r for r in client.search_runs([exp.experiment_id])
+                    if "mlflow.parentRunId" in r.data.tags]
+        drawn = [len(client.list_artifacts(r.info.run_id, "figures")) for r in children]
+        if drawn and min(drawn) >= FIGURES_PER_RUN:
+            return
+        assert time.monotonic() < deadline, f"figures per child after {timeout} s: {drawn}"
+        time.sleep(0.5)
 
 
 def store_steps(name, logged_steps, total_steps, log_every="auto", detail="default"):

@@ -115,27 +115,19 @@ def test_repair_closes_runs_of_dead_processes(tmp_path):
     assert_store_holds_record(client, meta["run_id"], tmp_path / "sweep" / "0")
 
 
-@pytest.fixture(scope="module")
-def small_sweep(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sweep")
-    store = tmp / "mlruns.db"
-    done = lab(tmp, store, "-m", "train.steps=150", "init=identity", "init.gain=0.9,1.1,3.0",
-               "tracking.experiment=to_copy")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return tmp, store
-
-
-def test_sync_of_a_sweep_into_an_empty_store_copies_it_whole(small_sweep, tmp_path):
-    tmp, store = small_sweep
-    a = MlflowClient(f"sqlite:///{store}")
+def test_sync_of_a_sweep_into_an_empty_store_copies_it_whole(identity_sweep, tmp_path):
+    """The session's identity sweep (a parent, five children, one diverged) copied from its
+    run directories into a second, empty store: the same runs, names, params, tags,
+    parent/child structure, metric counts and artifacts."""
+    a = MlflowClient(identity_sweep.uri)
     second = tmp_path / "second.db"
-    done = sync(second, tmp / "sweep")
+    done = sync(second, identity_sweep.directory)
     assert done.returncode == 0, done.stderr
-    assert "4 runs created" in done.stdout, done.stdout
+    assert "6 runs created" in done.stdout, done.stdout
     b = MlflowClient(f"sqlite:///{second}")
 
     def view(client):
-        exp = client.get_experiment_by_name("to_copy")
+        exp = client.get_experiment_by_name("exploding_identity")
         runs = client.search_runs([exp.experiment_id])
         uid_of = {r.info.run_id: r.data.tags["gradlab.uid"] for r in runs}
         out = {}
@@ -153,12 +145,12 @@ def test_sync_of_a_sweep_into_an_empty_store_copies_it_whole(small_sweep, tmp_pa
         return out
 
     va, vb = view(a), view(b)
-    assert len(va) == 4 and va.keys() == vb.keys()
+    assert len(va) == 6 and va.keys() == vb.keys()
     for uid in va:
         assert va[uid] == vb[uid], uid
     assert any(t[3].get("status") == "diverged" for t in va.values())
-    assert sum(bool(t[4]) for t in vb.values()) == 3  # three children of one parent
-    again = sync(second, tmp / "sweep")
+    assert sum(bool(t[4]) for t in vb.values()) == 5  # five children of one parent
+    again = sync(second, identity_sweep.directory)
     assert "0 runs created, 0 metric values and 0 artifacts added" in again.stdout
 
 
@@ -180,8 +172,9 @@ def test_read_only_and_corrupt_stores_fail_in_one_line_within_seconds(tmp_path):
 
 @pytest.mark.slow
 def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
-    """Another connection holds the write lock for 25 s (the writer waits 5 s per call and
-    retries for 1 s here): the run trains on, exits 3 with one line, and sync completes it."""
+    """Another connection holds the write lock for 12 s, longer than the writer waits (5 s per
+    call, retried for 1 s here): the run trains on, exits 3 with one line, and sync completes
+    it."""
     store = tmp_path / "mlruns.db"
     client = new_store(store)
     proc = lab(tmp_path, store, *SMALL_RUN, "train.steps=6000", "tracking.experiment=locked",
@@ -190,7 +183,7 @@ def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
     meta = wait_for_rows(run_dir, 40, proc)
     con = sqlite3.connect(str(store), timeout=30)
     con.execute("BEGIN IMMEDIATE")
-    time.sleep(25)
+    time.sleep(12)
     con.rollback()
     con.close()
     _, err = proc.communicate(timeout=300)
