@@ -5,7 +5,7 @@ full-batch Adam): microseconds per training step (forward + backward + Adam, flo
 float32) for
 
 - ``numpy``: the reference kernels (``lab/kernels/reference.py``), one Python-level step at a time;
-- ``numba``: the compiled chunk (``lab/kernels/cpu.py: train_chunk``) that ``lab.train`` calls;
+- ``numba``: the compiled chunk (``lab/kernels/cpu_chunk.py: train_chunk``) that ``lab.train`` calls;
   like the numpy reference it also records every per-step statistic (norms, activation mean,
   std and saturation, update ratios), which the peers below do not compute;
 - ``torch``: PyTorch eager on the CPU with ``torch.optim.Adam`` (if installed);

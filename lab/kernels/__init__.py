@@ -4,7 +4,8 @@ Every set provides ``forward``, ``evaluate``, ``gradients``, ``update`` and ``tr
 flat parameter vector (see ``reference.py`` for the layout and the formulas). Callers run
 training chunks through ``chunk.ChunkBuffers`` rather than ``train_chunk`` itself.
 
-The files: ``reference.py`` (numpy), ``cpu.py`` (the numba math) with its helpers
+The files: ``reference.py`` (numpy), ``numba_cpu.py`` (the ``cpu`` set: ``cpu.py``, the numba
+math, and ``cpu_chunk.py``, its training chunk) with the helpers
 ``intrinsics.py``, ``blas.py``, ``threads.py``, ``fastmath.py``; ``cuda.py`` (host side) with
 ``cuda_device.py`` (device functions and kernels); ``codes.py`` (names to integer codes),
 ``tuning.py`` (every speed tunable), ``chunk.py`` (the shared chunk call).
@@ -12,7 +13,7 @@ The files: ``reference.py`` (numpy), ``cpu.py`` (the numba math) with its helper
 
 from importlib import import_module
 
-BACKENDS = {"numpy": "reference", "cpu": "cpu", "cuda": "cuda"}
+BACKENDS = {"numpy": "reference", "cpu": "numba_cpu", "cuda": "cuda"}
 
 
 def get_kernels(backend: str):

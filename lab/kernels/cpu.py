@@ -68,7 +68,7 @@ from .intrinsics import (
 )
 from .threads import chunk_plan
 
-__all__ = ["forward", "evaluate", "gradients", "update", "train_chunk", "fp_mode", "chunk_plan"]
+__all__ = ["forward", "evaluate", "gradients", "update", "fp_mode", "chunk_plan"]
 
 DELTA_LO, DELTA_HI = DELTA_LOG10_RANGE
 SIG_SAT = SATURATION_SHARE * 0.25  # sigmoid's g'(z) = a (1 - a) is at most 1/4
@@ -642,7 +642,3 @@ def _is_packed(theta, sizes, w_off, b_off):
             return False
         end = b_off[l] + sizes[l + 1]
     return end == theta.shape[0]
-
-
-# the training chunk (imported last: cpu_chunk builds on the passes above)
-from .cpu_chunk import train_chunk  # noqa: E402
