@@ -20,11 +20,12 @@ import yaml
 
 from . import figure_worker, signals, track
 from .build import build, make_data
+from .history import layer_key
 from .progress import RunProgress
 from .schema import ConfigError, validate
 from .track.detail import StorePlan, store_series
 from .track.sync import repair_quietly  # noqa: F401 (MLflow is imported on first use)
-from .train import AUTO_LOG_POINTS, activation_ranges, assemble_history, layer_key, train
+from .train import AUTO_LOG_POINTS, activation_ranges, assemble_history, train
 from .views import describe
 from .views.sweep import job_summary
 
@@ -110,8 +111,10 @@ def run_job(cfg, ctx: JobContext):
                                params=track.flatten_params(describe.applicable_config(cfg)),
                                tags={**tags, **describe.run_tags(cfg, ctx.label, ctx.experiment)},
                                parent_run_id=parent_id, record=record,
-                               experiment_tags=lambda experiment_id: describe.experiment_tags(
-                                   ctx.experiment, ctx.repo_root, experiment_id))
+                               experiment_tags=None if ctx.sweep_dir is not None else (
+                                   lambda experiment_id: describe.experiment_tags(
+                                       ctx.experiment, ctx.repo_root, experiment_id)))
+    # (a sweep's callback tags the experiment once, when the sweep starts; a job does not)
     # the store's part (importing MLflow, creating the run, closing runs whose process is
     # gone) happens on a thread while the net trains; chunks wait for the run in memory
     tracker.start_in_background(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .budget import check_fits
-from .history import layer_key, layer_names  # noqa: F401  (re-exported: lab.train.layer_key)
+from .history import layer_names
 from .kernels.chunk import ChunkBuffers, ChunkOutput
 from .kernels.chunk import activation_ranges as _activation_ranges
 from .kernels.codes import (

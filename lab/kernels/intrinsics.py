@@ -58,12 +58,17 @@ def mat(typingctx, buf, start, rows, cols):
 
 # --- atomic counter: parts of a step handed out to whichever thread asks first ------------------
 
+def _is_counter(counter):
+    """The atomics take a 1-D contiguous int64 array (typing time: refuse anything else)."""
+    return (isinstance(counter, types.Array) and counter.ndim == 1 and counter.layout == "C"
+            and counter.dtype == types.int64)
+
+
 @intrinsic
 def fetch_add(typingctx, counter, index, value):
     """counter[index] += value atomically (sequentially consistent); returns the old value.
     counter: a 1-D contiguous int64 array."""
-    if not (isinstance(counter, types.Array) and counter.ndim == 1 and counter.layout == "C"
-            and counter.dtype == types.int64):
+    if not _is_counter(counter):
         return None
 
     def codegen(context, builder, sig, args):
@@ -79,8 +84,7 @@ def fetch_add(typingctx, counter, index, value):
 @intrinsic
 def atomic_read(typingctx, counter, index):
     """counter[index] read atomically (never hoisted out of a waiting loop)."""
-    if not (isinstance(counter, types.Array) and counter.ndim == 1 and counter.layout == "C"
-            and counter.dtype == types.int64):
+    if not _is_counter(counter):
         return None
 
     def codegen(context, builder, sig, args):

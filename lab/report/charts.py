@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..history import finite
-from ..views.style import DPI, log_axis
+from ..views.style import DPI, log_axis, thin
 from .markdown import fmt
 
 # One colour per configuration value, the same in every figure.
@@ -19,12 +19,6 @@ OPTIMIZER_COLORS = {"sgd": "#333333", "momentum": "#8c564b", "rmsprop": "#17becf
                     "adam": "#e377c2"}
 OPTIMIZER_STYLES = {"momentum": "--"}
 ACT_STYLES = {"tanh": "-", "relu": "--", "sigmoid": "-.", "identity": ":"}
-
-
-def thin(n, most=600):
-    """Row indices for plotting at most ~``most`` points (keeps the last one)."""
-    idx = np.arange(0, n, max(1, n // most))
-    return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
 
 
 def save(fig, path):
