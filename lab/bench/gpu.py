@@ -61,17 +61,3 @@ def prediction(depth, width, batch, dtype, flops):
     return {"launches": launches, "bytes": moved, "flops": flops,
             "launch_us": times["launch"], "memory_us": times["memory"],
             "compute_us": times["compute"], "predicted_us": times[bound], "bound": bound}
-
-
-def prediction_table(shapes, dtypes, flops_per_step):
-    lines = ["| shape (depth×width, batch) | dtype | launches/step | MB moved/step | GFLOP/step | "
-             "launch-bound µs | memory-bound µs | compute-bound µs | predicted µs/step (bound) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for depth, width, batch in shapes:
-        for dtype in dtypes:
-            p = prediction(depth, width, batch, dtype, flops_per_step(depth, width, batch))
-            lines.append(f"| {depth}×{width}, {batch} | {dtype} | {p['launches']} | "
-                         f"{p['bytes'] / 1e6:.2f} | {p['flops'] / 1e9:.3f} | "
-                         f"{p['launch_us']:.0f} | {p['memory_us']:.1f} | {p['compute_us']:.1f} | "
-                         f"{p['predicted_us']:,.0f} ({p['bound']}) |")
-    return "\n".join(lines)

@@ -11,9 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..history import load as load_history
 from .store import client as make_client
 
 if TYPE_CHECKING:
@@ -68,15 +65,6 @@ def download_artifact(client: MlflowClient, run_id: str, path: str, dest: Path) 
         return Path(client.download_artifacts(run_id, path, str(dest)))
     except Exception:  # missing (a failed or stopped run), or unreadable
         return None
-
-
-def read_history(client: MlflowClient, run_id: str) -> dict[str, np.ndarray] | None:
-    """A run's ``history.npz`` artifact as arrays, or None."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = download_artifact(client, run_id, "history.npz", Path(tmp))
-        if path is None:
-            return None
-        return load_history(path)
 
 
 def child_summaries(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[dict]:
