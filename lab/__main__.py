@@ -20,6 +20,7 @@ from .sweep import (
     JOB_CONFIG_ERROR,
     JOB_SKIPPED,
     STOP_FILE,
+    close_open_sweeps,
     error_line,
     experiment_name,
     finish_background_runs,
@@ -132,6 +133,9 @@ def main():
         figure_worker.wait(detach_rest=True)  # figures need not hold the process
     except KeyboardInterrupt:
         finish_background_runs()  # runs already ended in the background still flush
+        close_open_sweeps("interrupted")  # a sweep's writer stores what its jobs recorded
+        for line in incomplete_lines[:3]:
+            print(line, file=sys.stderr)
         print(INTERRUPTED_LINE, file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:

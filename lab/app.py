@@ -23,6 +23,7 @@ from .build import build, make_data
 from .history import layer_key
 from .progress import RunProgress
 from .schema import ConfigError, validate
+from .track import sweep_writer
 from .track.detail import StorePlan, store_series
 from .track.sync import repair_quietly  # noqa: F401 (MLflow is imported on first use)
 from .train import AUTO_LOG_POINTS, activation_ranges, assemble_history, train
@@ -64,7 +65,7 @@ class ChunkSink:
             if self.record is not None:
                 rows = chunk.metrics(self.depth, self.classifier)
                 self.record.append(chunk.steps, rows, chunk.evals)
-                if self.tracker is not None:
+                if self.tracker is not None and getattr(self.tracker, "stores_chunks", True):
                     evals = {k: (chunk.steps[:1], np.array([v])) for k, v in chunk.evals.items()}
                     diverged = int(chunk.steps[-1]) if chunk.diverged else None
                     self.tracker.log_series(store_series(self.plan, chunk.steps, rows, evals,
@@ -101,16 +102,19 @@ def run_job(cfg, ctx: JobContext):
         total_steps=train_cfg["steps"],
         log_every=log_every_steps(train_cfg["steps"], tracking["log_every"]),
         detail=tracking.get("detail", "default"))
+    params = track.flatten_params(describe.applicable_config(cfg))
+    tags = {"backend": cfg["backend"], "experiment": ctx.experiment, "status": "running",
+            **describe.run_tags(cfg, ctx.label, ctx.experiment)}
+    if _followed(ctx):  # the sweep's writer process stores what the record holds
+        with track.RecordedRun(uri, record, params, tags) as recorded:
+            return _train_and_record(cfg, ctx, recorded, record, ds)
     parent_id = None
     if ctx.sweep_dir is not None:
         parent = track.SweepParent.open(uri, ctx.experiment, ctx.sweep_dir,
                                         run_name=ctx.experiment)
         parent_id = parent.run_id
-    tags = {"backend": cfg["backend"], "experiment": ctx.experiment, "status": "running"}
     tracker = track.RunTracker(uri, ctx.experiment, run_name=ctx.label or None,
-                               params=track.flatten_params(describe.applicable_config(cfg)),
-                               tags={**tags, **describe.run_tags(cfg, ctx.label, ctx.experiment)},
-                               parent_run_id=parent_id, record=record,
+                               params=params, tags=tags, parent_run_id=parent_id, record=record,
                                experiment_tags=None if ctx.sweep_dir is not None else (
                                    lambda experiment_id: describe.experiment_tags(
                                        ctx.experiment, ctx.repo_root, experiment_id)))
@@ -121,6 +125,12 @@ def run_job(cfg, ctx: JobContext):
         before=(lambda: repair_quietly(uri)) if ctx.sweep_dir is None else None)
     with tracker:
         return _train_and_record(cfg, ctx, tracker, record, ds)
+
+
+def _followed(ctx):
+    """A job of a sweep whose writer process (started by this process) stores its runs."""
+    return ctx.sweep_dir is not None and ctx.overlap and sweep_writer.launched(
+        ctx.sweep_dir)
 
 
 def _sweep_uri(ctx):
@@ -183,9 +193,13 @@ def _train_and_record(cfg, ctx, tracker, record, ds=None):
         if tracking.get("figures", True):
             # rendered beside the next job; joblib/Ray workers draw their own (they may exit);
             # a single run leaves them to a detached process and exits
-            mode = "detached" if ctx.sweep_dir is None else _figures_in_background(ctx)
-            figure_worker.submit(tracker.uri, tracker.run_id, ctx.output_dir, cfg,
-                                 _title(cfg, ctx), background=mode)
+            if _followed(ctx):  # drawn by the sweep's figure process, which finds the run
+                figure_worker.queue(tracker.uri, ctx.sweep_dir, ctx.output_dir,
+                                    _title(cfg, ctx))
+            else:
+                mode = "detached" if ctx.sweep_dir is None else _figures_in_background(ctx)
+                figure_worker.submit(tracker.uri, tracker.run_id, ctx.output_dir, cfg,
+                                     _title(cfg, ctx), background=mode)
         tags = {"status": result.status}
         if result.diverged_at_step is not None:
             tags["diverged_at_step"] = result.diverged_at_step

@@ -42,12 +42,10 @@ def figures_of_run(out_dir, cfg, title):
     return figures
 
 
-def render_and_log(uri, run_id, out_dir, cfg, title):
-    """Worker side: a run's figures, saved in ``<run dir>/figures/`` (so ``lab.sync`` has them
-    too) and logged under ``figures/``; returns their names."""
+def render(out_dir, cfg, title):
+    """A run's figures, saved in ``<run dir>/figures/`` (``lab.sync`` uploads them from
+    there); returns their names."""
     import matplotlib.pyplot as plt
-
-    from . import track
 
     folder = Path(out_dir) / "figures"
     folder.mkdir(exist_ok=True)
@@ -56,11 +54,126 @@ def render_and_log(uri, run_id, out_dir, cfg, title):
         fig.savefig(folder / name)
         plt.close(fig)
         names.append(name)
-    track.log_artifacts(uri, run_id, folder, "figures")
+    return names
+
+
+def render_and_log(uri, run_id, out_dir, cfg, title):
+    """Worker side: a run's figures, saved in ``<run dir>/figures/`` and logged under
+    ``figures/``; returns their names."""
+    from . import track
+
+    names = render(out_dir, cfg, title)
+    track.log_artifacts(uri, run_id, Path(out_dir) / "figures", "figures")
     return names
 
 
 URI_ENV = "GRADLAB_FIGURE_URI"  # the store for a detached worker (kept off its command line)
+QUEUE_FILE = ".figures.jsonl"  # a sweep's figure queue: one [run dir, title] line per run
+SWEEP_LOG = "figures.log"
+#: how long the sweep's figure process waits for the writer to create a run it must draw for
+RUN_ID_WAIT_S = 300.0
+_sweep_workers = set()  # sweeps whose figure process this process started
+
+
+def queue(uri, sweep_dir, out_dir, title):
+    """A run of a sweep whose writer process stores it (:mod:`lab.track.sweep_writer`): its
+    figures are drawn by one detached process per sweep, which outlives the sweep and logs
+    them once the writer has created the run (``<sweep dir>/figures.log`` says how it went)."""
+    sweep_dir = Path(sweep_dir)
+    with open(sweep_dir / QUEUE_FILE, "a") as f:  # one write per line: never a torn line
+        f.write(json.dumps([str(out_dir), title]) + "\n")
+    if sweep_dir.resolve() not in _sweep_workers:
+        _sweep_workers.add(sweep_dir.resolve())
+        with open(sweep_dir / SWEEP_LOG, "w") as out:
+            subprocess.Popen([sys.executable, "-m", "lab.figure_worker", "--sweep",
+                              str(sweep_dir)], env={**os.environ, URI_ENV: uri},
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+
+
+def follow_sweep(uri, sweep_dir, poll_s=0.3):
+    """The sweep's figure process: draws each queued run's figures (at low priority: training
+    and the store writer come first), then, once the sweep is over and its writer done, the
+    sweep's comparison figure for the parent run."""
+    import time
+
+    import yaml
+
+    from .track import record as rec
+    from .track import sweep_writer
+
+    os.nice(10)
+    sweep_dir = Path(sweep_dir)
+    owner = rec.read_json(sweep_dir / rec.SWEEP_FILE) or {}
+    done = 0
+    while True:
+        lines = rec.whole_lines(sweep_dir / QUEUE_FILE)
+        for run_dir, title in (json.loads(line) for line in lines[done:]):
+            try:
+                run_id = _wait_for_run_id(Path(run_dir), sweep_dir)
+                config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+                if run_id is None:  # the writer could not create it: `lab.sync` uploads them
+                    names = render(run_dir, config, title)
+                else:
+                    names = render_and_log(uri, run_id, run_dir, config, title)
+                print(f"{run_dir}: {', '.join(names)}", flush=True)
+            except Exception as exc:  # the next run's figures still get drawn
+                print(f"{run_dir}: figures not logged: {exc}", flush=True)
+        done = len(lines)
+        if (sweep_dir / sweep_writer.END_FILE).exists() and len(
+                rec.whole_lines(sweep_dir / QUEUE_FILE)) == done:
+            break
+        if not rec.pid_alive(owner.get("pid", -1), owner.get("started")):
+            if len(rec.whole_lines(sweep_dir / QUEUE_FILE)) == done:
+                return  # the sweep died: its writer closes what it can; no comparison
+        time.sleep(poll_s)
+    deadline = time.monotonic() + RUN_ID_WAIT_S
+    while not (sweep_dir / sweep_writer.RESULT_FILE).exists() and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    try:
+        print(f"{sweep_dir}: {sweep_comparison_figure(uri, sweep_dir)}", flush=True)
+    except Exception as exc:
+        print(f"{sweep_dir}: sweep comparison not logged: {exc}", flush=True)
+
+
+def sweep_comparison_figure(uri, sweep_dir):
+    """The sweep's comparison figure, from its summary.json, saved and logged to its parent."""
+    import matplotlib.pyplot as plt
+
+    from . import track
+    from .views.sweep import sweep_comparison
+
+    sweep_dir = Path(sweep_dir)
+    jobs = json.loads((sweep_dir / "summary.json").read_text())
+    if not any(j.get("final_loss") is not None for j in jobs):  # every job was stopped
+        return "no finished job: no comparison"
+    name = (track.record.read_json(sweep_dir / track.record.SWEEP_FILE) or {}).get(
+        "experiment", sweep_dir.name)
+    fig = sweep_comparison(jobs, f"{name}: gradient norm by layer and final loss")
+    folder = sweep_dir / "figures"
+    folder.mkdir(exist_ok=True)
+    fig.savefig(folder / "sweep_comparison.png")
+    plt.close(fig)
+    parent = (sweep_dir / track.PARENT_ID_FILE).read_text().strip()
+    track.log_artifacts(uri, parent, folder, "figures")
+    return "sweep_comparison.png"
+
+
+def _wait_for_run_id(run_dir, sweep_dir):
+    """The run's id once the sweep's writer has created it; None if the writer finished (or
+    the wait ran out) without it."""
+    import time
+
+    from .track import record as rec
+    from .track import sweep_writer
+
+    deadline = time.monotonic() + RUN_ID_WAIT_S
+    while time.monotonic() < deadline:
+        run_id = (rec.read_run(run_dir) or {}).get("run_id")
+        if run_id or (Path(sweep_dir) / sweep_writer.RESULT_FILE).exists():
+            return run_id
+        time.sleep(0.2)
+    return None
 
 
 def submit(uri, run_id, out_dir, cfg, title, background=True):
@@ -116,7 +229,12 @@ def in_main_process():
     return multiprocessing.parent_process() is None
 
 
-if __name__ == "__main__":  # detached: python -m lab.figure_worker '[[RUN_DIR, RUN_ID, TITLE]]'
+if __name__ == "__main__" and sys.argv[1:2] == ["--sweep"]:  # a sweep's figure process
+    from .track import quiet_store_logs
+
+    quiet_store_logs()
+    follow_sweep(os.environ[URI_ENV], sys.argv[2])
+elif __name__ == "__main__":  # detached: python -m lab.figure_worker '[[RUN_DIR, RUN_ID, TITLE]]'
     import yaml
 
     for run_dir, run_id, title in json.loads(sys.argv[1]):

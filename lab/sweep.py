@@ -27,7 +27,7 @@ from . import signals, track
 from .app import REPO_ROOT
 from .build import make_data
 from .schema import ConfigError, validate
-from .track import read
+from .track import read, sweep_writer
 from .views import describe
 from .views.sweep import sweep_comparison, table_csv, table_text
 
@@ -236,9 +236,26 @@ child_summaries = read.child_summaries  # the store's queries live in lab/track/
 latest_sweep = read.latest_sweep
 
 
+_open_sweeps = []  # callbacks of sweeps not yet closed (an interrupt closes them)
+
+
+def close_open_sweeps(status="interrupted"):
+    """Close the sweeps this process started and has not closed (an interrupt): their
+    writers store what the jobs recorded, their parents end as ``status``."""
+    for callback in list(_open_sweeps):
+        callback._close_if_open(status)
+
+
+def _basic_launcher(config):
+    """Jobs run one after another in this process (Hydra's basic launcher)."""
+    return str(config.hydra.launcher.get("_target_", "")).endswith(".BasicLauncher")
+
+
 class SweepCallback(Callback):
     def __init__(self):
         self.parent = None
+        self.writer = None  # the sweep's writer process (basic launcher): it stores the runs
+        self.sweep_dir = None
 
     def on_multirun_start(self, config, **kwargs):
         # Hydra turns a callback's exception into a warning and goes on; a sweep that cannot
@@ -246,17 +263,25 @@ class SweepCallback(Callback):
         try:
             self._start(config)
         except Exception as exc:
+            if self.writer is not None and self not in _open_sweeps:  # nothing to store
+                self.writer.kill()
+                self.writer = None
             print(error_line(exc), file=sys.stderr, flush=True)
             self._close_if_open("failed")
             raise SystemExit(EXIT_CONFIG) from None
 
     def _start(self, config):
-        if check_jobs(config):  # a bad job fails the sweep here
-            skip_hydra_batch_check()
         if config.tracking.enabled:
             uri = track.resolve_tracking_uri(config.tracking.uri, REPO_ROOT)
             track.check_reachable(uri)
         sweep_dir = Path(config.hydra.sweep.dir)
+        if config.tracking.enabled and _basic_launcher(config):
+            # the writer imports MLflow while the jobs are checked; it creates nothing before
+            # the sweep's record exists (killed if a check fails)
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            self.writer, self.sweep_dir = sweep_writer.launch(uri, sweep_dir), sweep_dir
+        if check_jobs(config):  # a bad job fails the sweep here
+            skip_hydra_batch_check()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         _sweep_dirs.append(sweep_dir)
         total = count_jobs(config)
@@ -267,12 +292,17 @@ class SweepCallback(Callback):
             signals.install_interrupt_handlers("sweep", stop_file=sweep_dir / STOP_FILE)
         if not config.tracking.enabled:
             return
+        name = experiment_name(config, config.hydra.runtime.choices)
+        tags = {"experiment": name, "jobs_total": total, "sweep": "parent"}
+        if self.writer is not None:  # jobs record; the writer process stores (no MLflow here)
+            track.runs.record_sweep(uri, name, sweep_dir, name, tags)
+            _open_sweeps.append(self)
+            atexit.register(self._close_if_open, "interrupted")
+            log.info("sweep %s: %d jobs into %s", name, total, track.mask_uri(uri))
+            return
         from .track.sync import repair_quietly
         repair_quietly(uri)  # runs and sweeps of this host whose process is gone
-        name = experiment_name(config, config.hydra.runtime.choices)
-        self.parent = track.SweepParent.open(uri, name, sweep_dir, run_name=name,
-                                             tags={"experiment": name, "jobs_total": total,
-                                                   "sweep": "parent"})
+        self.parent = track.SweepParent.open(uri, name, sweep_dir, run_name=name, tags=tags)
         self.parent.set_experiment_tags(describe.experiment_tags(name, REPO_ROOT,
                                                                  self.parent.experiment_id))
         atexit.register(self._close_if_open, "interrupted")
@@ -281,6 +311,9 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config, **kwargs):
         finish_background_runs()  # the summary reads every run's summary.json from the store
+        if self.writer is not None:
+            self._end_followed(config)
+            return
         if self.parent is None:
             return
         try:
@@ -310,6 +343,22 @@ class SweepCallback(Callback):
             stopped = stop_requested(config.hydra.sweep.dir)
             self._close_if_open("interrupted" if stopped else "completed")
 
+    def _end_followed(self, config):
+        """The jobs' table from their records, printed now; the writer then stores the rest
+        and the parent's findings (figures come later, from the sweep's figure process)."""
+        name = experiment_name(config, config.hydra.runtime.choices)
+        jobs = track.record.sweep_jobs(self.sweep_dir)
+        print(f"\n{name}: {len(jobs)} runs\n" + table_text(jobs), flush=True)
+        findings = None
+        if jobs:
+            findings = track.runs.findings_json(
+                describe.sweep_record(name, jobs, config, REPO_ROOT))
+        stopped = stop_requested(self.sweep_dir)
+        self._close_if_open("interrupted" if stopped else "completed", findings)
+        parent = (self.sweep_dir / track.PARENT_ID_FILE)
+        if parent.exists():
+            log.info("sweep %s: parent run %s", name, parent.read_text().strip())
+
     def on_job_start(self, config, **kwargs):
         """Mask URI passwords in the files Hydra saved for the job (it saves them just
         before this call) and in the sweep's multirun.yaml."""
@@ -323,7 +372,20 @@ class SweepCallback(Callback):
         for path in files:
             _mask_file(path)
 
-    def _close_if_open(self, status):
+    def _close_if_open(self, status, findings=None):
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            _open_sweeps.remove(self)
+            said = []
+
+            def waiting(seconds):
+                if seconds > 2 and not said:
+                    said.append(1)
+                    log.info("storing the sweep's last runs (%s)", self.sweep_dir)
+
+            result = sweep_writer.finish(writer, self.sweep_dir, status, findings, waiting)
+            if result.get("missing"):
+                incomplete_lines.append(f"gradlab: {result['line']}")
         if self.parent is not None:
             parent, self.parent = self.parent, None
             if status == "interrupted":

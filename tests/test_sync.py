@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from lab import track
 from lab.track import read, record
+from lab.track import sync as sync_mod
 
 REPO = Path(__file__).resolve().parent.parent
 # about 2 s of training per 1000 steps; a chunk every 20 steps
@@ -46,7 +47,7 @@ def sync(store, *paths, extra=()):
 def wait_for_rows(run_dir, n_rows, proc, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        meta = record.read_json(run_dir / record.RUN_FILE)
+        meta = record.read_run(run_dir)  # a sweep's runs get their id from its writer
         if meta and meta.get("columns") and meta.get("run_id"):
             steps, _ = record.read_rows(run_dir, meta)
             if steps.size >= n_rows:
@@ -97,22 +98,58 @@ def test_kill_9_then_sync_closes_the_run_as_lost_and_loses_nothing(tmp_path):
     assert "already held everything" in again.stdout
 
 
+def wait_for_end(client, run_id, timeout=120):
+    deadline = time.monotonic() + timeout
+    while client.get_run(run_id).info.status == "RUNNING":
+        assert time.monotonic() < deadline, f"run {run_id} still RUNNING after {timeout} s"
+        time.sleep(0.2)
+    return client.get_run(run_id)
+
+
 @pytest.mark.slow
-def test_repair_closes_runs_of_dead_processes(tmp_path):
+def test_kill_9_of_a_sweep_launcher_its_writer_closes_everything_as_lost(tmp_path):
+    """The sweep's writer process outlives its launcher: it stores what the record holds and
+    closes the child and the parent as lost; a repair afterwards finds nothing to do."""
     store = tmp_path / "mlruns.db"
     client = new_store(store)
     proc = lab(tmp_path, store, "-m", *SMALL_RUN, "train.steps=200000", "seed=0,1",
                "tracking.experiment=repair", wait=False)
-    meta = wait_for_rows(tmp_path / "sweep" / "0", 100, proc)
-    proc.send_signal(signal.SIGKILL)  # the launcher: parent and child stay RUNNING
+    run_dir = tmp_path / "sweep" / "0"
+    meta = wait_for_rows(run_dir, 100, proc)
+    proc.send_signal(signal.SIGKILL)  # the launcher, and with it the job it was running
+    proc.wait(timeout=30)
+    child = wait_for_end(client, meta["run_id"])
+    parent = wait_for_end(client, child.data.tags["mlflow.parentRunId"])
+    assert (child.info.status, child.data.tags["status"]) == ("KILLED", "lost")
+    assert (parent.info.status, parent.data.tags["status"]) == ("KILLED", "lost")
+    assert (run_dir / "history.npz").exists()  # rebuilt from the record
+    assert_store_holds_record(client, meta["run_id"], run_dir)
+    assert not (tmp_path / "sweep" / "1").exists()  # no later job ran
+    deadline = time.monotonic() + 30  # the writer exits once it has closed the parent
+    while sync_mod.being_written(tmp_path / "sweep"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    done = sync(store, extra=["--repair"])
+    assert done.returncode == 0, done.stderr
+    again = sync(store, tmp_path / "sweep")
+    assert "0 metric values and 0 artifacts added, 0 runs closed" in again.stdout, again.stdout
+
+
+@pytest.mark.slow
+def test_repair_closes_runs_of_dead_processes(tmp_path):
+    """A run whose process died (here: a single run, kill -9) is closed by the next repair."""
+    store = tmp_path / "mlruns.db"
+    client = new_store(store)
+    proc = lab(tmp_path, store, *SMALL_RUN, "train.steps=200000",
+               "tracking.experiment=repair", wait=False)
+    meta = wait_for_rows(tmp_path / "run", 100, proc)
+    proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     done = sync(store, extra=["--repair"])
     assert done.returncode == 0, done.stderr
     child = client.get_run(meta["run_id"])
-    parent = client.get_run(child.data.tags["mlflow.parentRunId"])
     assert (child.info.status, child.data.tags["status"]) == ("KILLED", "lost")
-    assert (parent.info.status, parent.data.tags["status"]) == ("KILLED", "lost")
-    assert_store_holds_record(client, meta["run_id"], tmp_path / "sweep" / "0")
+    assert_store_holds_record(client, meta["run_id"], tmp_path / "run")
 
 
 def test_sync_of_a_sweep_into_an_empty_store_copies_it_whole(identity_sweep, tmp_path):
@@ -172,9 +209,10 @@ def test_read_only_and_corrupt_stores_fail_in_one_line_within_seconds(tmp_path):
 
 @pytest.mark.slow
 def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
-    """Another connection holds the write lock for 25 s (the writer waits 5 s per call and
-    retries for 1 s here): the run trains on, exits 3 with one line, and sync completes it.
-    (12 s was too short: a run may queue its values through a short lock and pass.)"""
+    """Another connection holds the write lock until the run's process has exited (the writer
+    waits 5 s per call and retries for 1 s here): the run trains on, exits 3 with one line,
+    and sync completes it once the lock is gone. (A fixed lock time made the test depend on
+    the machine's load: a slow run outlived the lock and stored everything.)"""
     store = tmp_path / "mlruns.db"
     client = new_store(store)
     proc = lab(tmp_path, store, *SMALL_RUN, "train.steps=6000", "tracking.experiment=locked",
@@ -183,10 +221,11 @@ def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
     meta = wait_for_rows(run_dir, 40, proc)
     con = sqlite3.connect(str(store), timeout=30)
     con.execute("BEGIN IMMEDIATE")
-    time.sleep(25)
-    con.rollback()
-    con.close()
-    _, err = proc.communicate(timeout=300)
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        con.rollback()
+        con.close()
     lines = [ln for ln in err.splitlines() if ln.startswith("gradlab")]
     assert "Traceback" not in err
     assert proc.returncode == 3, err[-2000:]

@@ -18,6 +18,7 @@ from .params import (
     flatten_params,
 )
 from .record import RunRecord
+from .recorded import RecordedRun
 from .runs import (
     PARENT_ENV_VAR,
     PARENT_ID_FILE,
@@ -51,7 +52,7 @@ from .writer import MetricWriter
 __all__ = [
     "DETAIL_LEVELS", "MAX_METRICS_PER_BATCH", "MAX_PARAM_VAL_LENGTH", "MAX_PARAMS_TAGS_PER_BATCH",
     "MAX_TAG_VAL_LENGTH", "PARENT_ENV_VAR", "PARENT_ID_FILE", "RETRY_BUDGET_S",
-    "STATUS_TO_MLFLOW", "MetricWriter", "RunRecord", "RunTracker", "StoreIncomplete",
+    "STATUS_TO_MLFLOW", "MetricWriter", "RecordedRun", "RunRecord", "RunTracker", "StoreIncomplete",
     "StorePlan", "SweepParent", "TrackingUnreachable", "artifact_root_for", "check_reachable",
     "default_artifact_root", "ensure_store", "flatten_params", "get_or_create_experiment", "log_artifacts",
     "mask_config", "mask_log_records", "mask_uri", "one_line", "quiet_store_logs",

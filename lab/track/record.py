@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 
 RUN_FILE = "run.json"
+#: the run's id in the store, when another process (the sweep's writer) created it: run.json
+#: has one writer, the process that trains the run
+STORE_FILE = "store.json"
 ROWS_FILE = "rows.f64"
 EVALS_FILE = "evals.jsonl"
 SWEEP_FILE = "sweep.json"
@@ -45,6 +48,16 @@ def read_json(path: Path) -> dict | None:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+
+
+def read_run(run_dir: Path) -> dict | None:
+    """``run.json`` with the store's run id from ``store.json`` when run.json lacks it."""
+    meta = read_json(Path(run_dir) / RUN_FILE)
+    if meta is not None and not meta.get("run_id"):
+        stored = read_json(Path(run_dir) / STORE_FILE) or {}
+        if stored.get("run_id"):
+            meta["run_id"] = stored["run_id"]
+    return meta
 
 
 def identity() -> dict:
@@ -111,6 +124,15 @@ def read_rows(run_dir: Path, meta: Mapping[str, Any]) -> tuple[np.ndarray, dict[
     return table[:, 0].astype(np.int64), {c: table[:, j] for j, c in enumerate(columns) if j}
 
 
+def whole_lines(path: Path) -> list[str]:
+    """The lines of a file another process appends to, without a last line not yet ended."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return []
+    return [line for line in text.split("\n")[:-1] if line.strip()]
+
+
 def read_evals(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{name: (steps, values)} of the test-set evaluations (a torn last line is left)."""
     path = Path(run_dir) / EVALS_FILE
@@ -141,6 +163,24 @@ def history_from_record(run_dir: Path, meta: Mapping[str, Any]) -> dict[str, np.
         history["eval_step"] = first[0]
         history.update({k: v for k, (_, v) in evals.items()})
     return history
+
+
+def sweep_jobs(sweep_dir: Path) -> list[dict]:
+    """Each job's ``summary.json`` (status from ``run.json``, run id from the store's file),
+    in launch order: a sweep's table without asking the store."""
+    jobs = []
+    for run_dir in find_run_dirs([sweep_dir]):
+        meta = read_run(run_dir) or {}
+        job = read_json(run_dir / "summary.json") or {"label": meta.get("run_name"),
+                                                         "final_loss": None}
+        job["status"] = meta.get("status", job.get("status", "failed"))
+        if meta.get("diverged_at_step") is not None:
+            job["diverged_at_step"] = meta["diverged_at_step"]
+        job["run_id"] = meta.get("run_id") or job.get("run_id")
+        job.setdefault("label", meta.get("run_name"))
+        jobs.append(job)
+    return sorted(jobs, key=lambda j: (j.get("job") is None, j.get("job") or 0,
+                                       j.get("label") or ""))
 
 
 def pid_alive(pid: int, since: float | None = None) -> bool:

@@ -456,6 +456,33 @@ class RunTracker(_RunHandle):
             raise RuntimeError("RunTracker.start() has not been called")
 
 
+def findings_json(found: Mapping[str, Any]) -> dict:
+    """A sweep parent's findings (``record``'s keyword arguments) as JSON: flat params, tags,
+    metric blocks ``[[{name: values}, steps]]``."""
+    blocks = [[{k: np.asarray(v, dtype=float).tolist() for k, v in block.items()},
+               np.asarray(steps).tolist()] for block, steps in found.get("metrics", ())]
+    return {"params": flatten_params(found.get("params") or {}),
+            "tags": {str(k): tag_value(v) for k, v in (found.get("tags") or {}).items()},
+            "metrics": blocks}
+
+
+def record_sweep(uri: str, experiment: str, sweep_dir: Path, run_name: str | None,
+                 tags: Mapping[str, Any] | None) -> dict:
+    """A sweep's ``sweep.json`` (the parent run's record: uid, host, pid, tags), written."""
+    sweep_dir = Path(sweep_dir)
+    me = rec.identity()
+    run_tags = {str(k): tag_value(v) for k, v in (tags or {}).items()}
+    run_tags.setdefault("sweep_dir", str(sweep_dir.resolve()))
+    run_tags.setdefault("gradlab.role", "sweep_parent")
+    uid = rec.new_uid()
+    run_tags.update({UID_TAG: uid, DIR_TAG: str(sweep_dir.resolve()), HOST_TAG: me["host"],
+                     PID_TAG: str(me["pid"])})
+    meta = {"uid": uid, **me, "uri": mask_uri(uri), "experiment": experiment,
+            "run_name": run_name, "tags": run_tags, "status": "running"}
+    rec.write_json(sweep_dir / rec.SWEEP_FILE, meta)
+    return meta
+
+
 class SweepParent(_RunHandle):
     """Parent run of a Hydra multirun, shared by every process of the sweep.
 
@@ -507,21 +534,12 @@ class SweepParent(_RunHandle):
                 lambda: get_or_create_experiment(client, experiment, artifact_root),
                 "get_or_create_experiment",
             )
-            me = rec.identity()
-            run_tags = {str(k): tag_value(v) for k, v in (tags or {}).items()}
-            run_tags.setdefault("sweep_dir", str(sweep_dir.resolve()))
-            run_tags.setdefault("gradlab.role", "sweep_parent")
-            uid = rec.new_uid()
-            run_tags.update({UID_TAG: uid, DIR_TAG: str(sweep_dir.resolve()), HOST_TAG: me["host"],
-                             PID_TAG: str(me["pid"])})
+            meta = record_sweep(uri, experiment, sweep_dir, run_name, tags)
             run = retry(
-                lambda: client.create_run(experiment_id, tags=run_tags, run_name=run_name),
+                lambda: client.create_run(experiment_id, tags=meta["tags"], run_name=run_name),
                 "create_run",
             )
-            rec.write_json(sweep_dir / rec.SWEEP_FILE, {
-                "uid": uid, "run_id": run.info.run_id, **me, "uri": mask_uri(uri),
-                "experiment": experiment, "run_name": run_name, "tags": run_tags,
-                "status": "running"})
+            rec.write_json(sweep_dir / rec.SWEEP_FILE, {**meta, "run_id": run.info.run_id})
             cls._write_id(id_file, run.info.run_id)
             return cls(client, run.info.run_id, experiment_id, created=True, sweep_dir=sweep_dir)
 
@@ -534,10 +552,8 @@ class SweepParent(_RunHandle):
     def save_record(self, found: Mapping[str, Any]) -> None:
         """What :meth:`record` wrote (params, metric blocks; tags are recorded by set_tags),
         kept in ``sweep.json`` so that ``lab.sync`` can write it into another store."""
-        blocks = [[{k: np.asarray(v, dtype=float).tolist() for k, v in block.items()},
-                   np.asarray(steps).tolist()] for block, steps in found.get("metrics", ())]
-        self._record(findings={"params": flatten_params(found.get("params") or {}),
-                               "metrics": blocks})
+        found = findings_json(found)
+        self._record(findings={"params": found["params"], "metrics": found["metrics"]})
 
     def _recorded(self) -> dict:
         if self.sweep_dir is None:

@@ -58,7 +58,20 @@ def quiet_store_logs(verbose: bool = False) -> None:
             logger.setLevel(logging.CRITICAL)
 
 
+_clients: dict[str, MlflowClient] = {}
+_clients_lock = threading.Lock()
+
+
 def client(uri: str) -> MlflowClient:
+    """One client per store and process (making one costs ~1 s on a SQLite store)."""
+    with _clients_lock:
+        found = _clients.get(uri)
+        if found is None:
+            found = _clients[uri] = _new_client(uri)
+        return found
+
+
+def _new_client(uri: str) -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
     if _quiet["wanted"] and not _quiet["done"]:

@@ -82,6 +82,7 @@ class Syncer:
         self.report = SyncReport()
         self._parents: dict[Path, str] = {}  # sweep dir -> parent run id in this store
         self._tagged: set[str] = set()  # experiments whose UI tags are set
+        self._experiments: dict[str, str] = {}  # name -> id
 
     # -- sweeps
     def sweep(self, sweep_dir: Path) -> str | None:
@@ -117,7 +118,7 @@ class Syncer:
     # -- runs
     def run(self, run_dir: Path) -> None:
         run_dir = Path(run_dir).resolve()
-        meta = rec.read_json(run_dir / rec.RUN_FILE)
+        meta = rec.read_run(run_dir)
         if meta is None or not meta.get("experiment"):
             return  # a run that never reached the store's checks: nothing to copy
         self.report.runs += 1
@@ -216,9 +217,12 @@ class Syncer:
 
     # -- helpers
     def _experiment(self, name: str) -> str:
+        if name in self._experiments:
+            return self._experiments[name]
         experiment_id = retry(lambda: get_or_create_experiment(self.client, name,
                                                                artifact_root_for(self.uri)),
                               "get_or_create_experiment")
+        self._experiments[name] = experiment_id
         if name not in self._tagged:  # what the UI shows: a synced store opens the same way
             from ..views.describe import experiment_tags
 
@@ -314,12 +318,26 @@ class Syncer:
                                                               meta.get("started"))
 
 
+def being_written(sweep_dir: Path | str | None) -> bool:
+    """Is the sweep's own writer process (:mod:`lab.track.sweep_writer`) still storing it? A
+    sync or repair leaves such a sweep and its runs to it."""
+    if not sweep_dir:
+        return False
+    writer = (rec.read_json(Path(sweep_dir) / rec.SWEEP_FILE) or {}).get("writer") or {}
+    return (writer.get("host") == rec.HOST
+            and rec.pid_alive(writer.get("pid", -1), writer.get("started")))
+
+
 def sync(uri: str, paths) -> SyncReport:
     """Push every run and sweep directory under ``paths`` into the store at ``uri``."""
     syncer = Syncer(uri)
     dirs = rec.find_run_dirs(paths)
     sweeps = [p for p in map(Path, paths) if (p / rec.SWEEP_FILE).exists()]
     sweeps += [f.parent for p in map(Path, paths) if p.is_dir() for f in p.rglob(rec.SWEEP_FILE)]
+    busy = {s for s in sweeps if being_written(s)}
+    dirs = [d for d in dirs if not any(s in d.parents for s in busy)]
+    sweeps = [s for s in sweeps if s not in busy]
+    syncer.report.open += len(busy)
     for d in dirs:
         try:
             syncer.run(d)
@@ -342,9 +360,10 @@ def repair(uri: str) -> SyncReport:
         tags = run.data.tags
         meta = {"host": tags.get(HOST_TAG), "pid": int(tags.get(PID_TAG, "-1") or -1),
                 "started": run.info.start_time / 1000}
-        if Syncer._alive(meta):
-            continue
         where = Path(tags.get(DIR_TAG, ""))
+        if Syncer._alive(meta) or being_written(tags.get("sweep_dir") or where.parent
+                                                 if where.name else None):
+            continue
         try:
             if tags.get("gradlab.role") == "sweep_parent" and (where / rec.SWEEP_FILE).exists():
                 syncer.sweep(where)
