@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import store_steps, unused_port
+from conftest import store_steps, store_view, unused_port
 from mlflow.tracking import MlflowClient
 
 from lab import track
@@ -265,3 +265,27 @@ def test_parallel_sweep_into_tracking_server_on_postgresql_loses_nothing(
     for path in [*artifacts.rglob("*"), *(tmp_path / "sweep").rglob("*")]:
         if path.is_file():
             assert b"hunter2secret" not in path.read_bytes(), path
+
+
+def test_sync_of_a_sweep_into_a_postgresql_backed_server_copies_it_whole(
+        identity_sweep, postgres, mlflow_server):
+    """`lab.sync` copies a laptop's sweep (the session's identity sweep, SQLite) to a team's
+    tracking server on PostgreSQL: the same runs, params, tags, parent/child structure, metric
+    counts and artifacts; a second sync adds nothing."""
+    port, _ = mlflow_server
+    uri = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+    def sync():
+        return subprocess.run([sys.executable, "-m", "lab.sync", str(identity_sweep.directory),
+                               "--uri", uri], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    done = sync()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "6 runs created" in done.stdout, done.stdout
+    here = store_view(MlflowClient(identity_sweep.uri), "exploding_identity")
+    there = store_view(MlflowClient(uri), "exploding_identity")
+    assert here == there
+    again = sync()
+    assert "0 runs created, 0 metric values and 0 artifacts added" in again.stdout, again.stdout

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import new_store
+from conftest import new_store, store_view
 from mlflow.tracking import MlflowClient
 
 from lab import track
-from lab.track import read, record
+from lab.track import record
 from lab.track import sync as sync_mod
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,25 +163,7 @@ def test_sync_of_a_sweep_into_an_empty_store_copies_it_whole(identity_sweep, tmp
     assert "6 runs created" in done.stdout, done.stdout
     b = MlflowClient(f"sqlite:///{second}")
 
-    def view(client):
-        exp = client.get_experiment_by_name("exploding_identity")
-        runs = client.search_runs([exp.experiment_id])
-        uid_of = {r.info.run_id: r.data.tags["gradlab.uid"] for r in runs}
-        out = {}
-        for r in runs:
-            uid = uid_of[r.info.run_id]
-            parent = r.data.tags.get("mlflow.parentRunId")
-            parent_uid = uid_of[parent] if parent else None
-            tags = {k: v for k, v in r.data.tags.items() if k != "mlflow.parentRunId"
-                    and not k.startswith("mlflow.") or k == "mlflow.runName"}
-            counts = {k: len(client.get_metric_history(r.info.run_id, k))
-                      for k in r.data.metrics}
-            arts = read.artifact_paths(client, r.info.run_id)
-            out[uid] = (r.info.run_name, r.info.status, r.data.params, tags, parent_uid,
-                        counts, arts)
-        return out
-
-    va, vb = view(a), view(b)
+    va, vb = store_view(a, "exploding_identity"), store_view(b, "exploding_identity")
     assert len(va) == 6 and va.keys() == vb.keys()
     for uid in va:
         assert va[uid] == vb[uid], uid
@@ -260,3 +242,40 @@ def test_two_sweeps_started_in_the_same_second_never_share_a_directory(tmp_path)
     for d in sweeps:
         metas = [json.loads((d / str(j) / "run.json").read_text()) for j in (0, 1)]
         assert len({m["pid"] for m in metas}) == 1  # each job dir written by one sweep only
+
+
+@pytest.mark.slow
+def test_sweep_into_a_locked_store_exits_in_one_line_and_sync_completes_it(tmp_path):
+    """A basic sweep's writer process meets a store locked by another connection until the
+    sweep has exited: the jobs train on, the sweep exits 3 with one line naming the sync
+    command, and once the lock is gone that command makes the store whole."""
+    store = tmp_path / "mlruns.db"
+    client = new_store(store)
+    proc = lab(tmp_path, store, "-m", *SMALL_RUN, "train.steps=1000", "seed=0,1",
+               "tracking.experiment=locked_sweep", wait=False,
+               env={"GRADLAB_STORE_RETRY_S": "1"})
+    meta = wait_for_rows(tmp_path / "sweep" / "0", 20, proc)  # the writer has created it
+    con = sqlite3.connect(str(store), timeout=30)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        con.rollback()
+        con.close()
+    lines = [ln for ln in err.splitlines() if ln.startswith("gradlab")]
+    assert "Traceback" not in err
+    assert proc.returncode == 3, err[-2000:]
+    assert len(lines) == 1 and f"lab.sync {tmp_path / 'sweep'}" in lines[0], lines
+    assert client.get_run(meta["run_id"]).info.status == "RUNNING"  # as the lock left it
+    done = sync(store, tmp_path / "sweep")
+    assert done.returncode == 0, done.stderr
+    runs = client.search_runs([client.get_experiment_by_name("locked_sweep").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2 and parent.info.status == "FINISHED"
+    for child in children:
+        assert (child.info.status, child.data.tags["status"]) == ("FINISHED", "completed")
+        assert_store_holds_record(client, child.info.run_id,
+                                  Path(child.data.tags["gradlab.run_dir"]))
+    again = sync(store, tmp_path / "sweep")
+    assert "0 metric values and 0 artifacts added, 0 runs closed" in again.stdout, again.stdout

@@ -130,6 +130,7 @@ class Syncer:
             parent_id = self.sweep(sweep_dir)
         exp_id = self._experiment(meta["experiment"])
         run = self._find(exp_id, meta)
+        fresh = run is None  # created now: the store has none of its values (nothing to ask)
         if run is None:
             tags = {k: v for k, v in meta.get("tags", {}).items() if k != "mlflow.parentRunId"}
             if parent_id:
@@ -143,8 +144,8 @@ class Syncer:
         settled = (run.info.status != "RUNNING" and run.data.tags.get("status") == status
                    and "missing_values" not in run.data.tags)
         if not settled:  # compare every metric: the store may lack any value
-            self._add_metrics(run_id, run_dir, meta)
-            self._add_ui_metrics(run_id, run_dir, meta)
+            self._add_metrics(run_id, run_dir, meta, fresh)
+            self._add_ui_metrics(run_id, run_dir, meta, fresh)
         if status == "lost" and not (run_dir / "history.npz").exists():
             steps, rows = rec.read_rows(run_dir, meta)
             if steps.size:
@@ -159,7 +160,7 @@ class Syncer:
         if meta.get("store_missing") or meta.get("status") != status:
             rec.write_json(run_dir / rec.RUN_FILE, {**meta, "status": status, "store_missing": 0})
 
-    def _add_metrics(self, run_id: str, run_dir: Path, meta: dict) -> None:
+    def _add_metrics(self, run_id: str, run_dir: Path, meta: dict, fresh: bool = False) -> None:
         from mlflow.entities import Metric
 
         steps, rows = rec.read_rows(run_dir, meta)
@@ -174,7 +175,7 @@ class Syncer:
             finite = np.isfinite(v)
             if not finite.any():
                 continue
-            have = read.metric_steps(self.client, run_id, name)
+            have = set() if fresh else read.metric_steps(self.client, run_id, name)
             missing.extend(Metric(name, float(val), ts, int(st))
                            for st, val in zip(s[finite].tolist(), v[finite].tolist())
                            if st not in have)
@@ -182,7 +183,8 @@ class Syncer:
             retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c), "log_batch")
         self.report.values += len(missing)
 
-    def _add_ui_metrics(self, run_id: str, run_dir: Path, meta: dict) -> None:
+    def _add_ui_metrics(self, run_id: str, run_dir: Path, meta: dict,
+                        fresh: bool = False) -> None:
         """The metrics a finished run logs for the UI (depth profile, summary numbers), from
         its ``history.npz`` and ``summary.json``."""
         from ..history import load
@@ -190,17 +192,18 @@ class Syncer:
 
         history, summary = run_dir / "history.npz", rec.read_json(run_dir / "summary.json")
         if history.exists() and summary is not None:
-            self._add_blocks(run_id, end_of_run_metrics(load(history), summary), meta)
+            self._add_blocks(run_id, end_of_run_metrics(load(history), summary), meta, fresh)
 
-    def _add_blocks(self, run_id: str, blocks, meta: dict) -> None:
-        """Metric blocks ``[({name: values}, steps)]``: the values the store lacks."""
+    def _add_blocks(self, run_id: str, blocks, meta: dict, fresh: bool = False) -> None:
+        """Metric blocks ``[({name: values}, steps)]``: the values the store lacks (all of
+        them for a run created by this sync: ``fresh``)."""
         from mlflow.entities import Metric
 
         ts = int(meta.get("started", time.time()) * 1000)
         missing = []
         for block, steps in blocks:
             for name, values in block.items():
-                have = read.metric_steps(self.client, run_id, name)
+                have = set() if fresh else read.metric_steps(self.client, run_id, name)
                 missing.extend(Metric(name, float(v), ts, int(st))
                                for st, v in zip(steps, values)
                                if v is not None and np.isfinite(v) and int(st) not in have)
