@@ -2,6 +2,7 @@
 every job its child). Errors a user can cause end with one line and a non-zero exit:
 2 for a bad config or unreachable tracking store, 1 for a failed run, 130 for an interrupt."""
 
+import contextlib
 import logging
 import os
 import sys
@@ -12,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from . import figure_worker, signals, track
+from . import figure_worker, signals, track, worker_death
 from .app import JobContext, run_job
 from .schema import ConfigError, register_configs
 from .sweep import (
@@ -73,7 +74,8 @@ def app(cfg: DictConfig):
         if multirun and stop_requested(sweep_dir):  # the sweep was interrupted: skip the job
             status = JOB_SKIPPED
             return {"label": ctx.label, "status": JOB_SKIPPED}
-        summary = run_job(resolved(cfg), ctx)
+        with worker_death.busy(sweep_dir) if worker else contextlib.nullcontext():
+            summary = run_job(resolved(cfg), ctx)
         status = summary.get("status", "completed")
         return summary
     except KeyboardInterrupt:  # the run is saved and marked interrupted by now
@@ -141,8 +143,8 @@ def main():
     except Exception as exc:
         if type(exc).__name__ in WORKER_DIED:  # joblib/loky: one line, not 50
             print(f"gradlab: a worker process of the sweep died ({track.one_line(exc, 160)}); "
-                  "the sweep stopped. Runs it left open are closed as lost by `python -m "
-                  "lab.sync --repair` (also at the start of the next sweep)", file=sys.stderr)
+                  "the sweep stopped after its running jobs; the dead worker's run was closed "
+                  "as lost with what its directory recorded", file=sys.stderr)
             sys.exit(EXIT_FAILED)
         if not (is_config_error(exc) or isinstance(exc, track.TrackingUnreachable)):
             raise

@@ -30,6 +30,7 @@ from .schema import ConfigError, validate
 from .track import read, sweep_writer
 from .views import describe
 from .views.sweep import sweep_comparison, table_csv, table_text
+from .worker_death import keep_runs_when_a_worker_dies
 
 log = logging.getLogger("lab")
 TOTAL_FILE = ".gradlab_jobs_total"
@@ -290,6 +291,8 @@ class SweepCallback(Callback):
             # jobs run in worker processes: a signal asks them to save their runs and the
             # sweep to start no new job (a second signal stops at once)
             signals.install_interrupt_handlers("sweep", stop_file=sweep_dir / STOP_FILE)
+            # a dead worker: loky would kill the others mid-run; they finish their runs first
+            keep_runs_when_a_worker_dies(sweep_dir, sweep_dir / STOP_FILE)
         if not config.tracking.enabled:
             return
         name = experiment_name(config, config.hydra.runtime.choices)
@@ -406,8 +409,11 @@ def _mask_file(path):
 
 
 def _close_orphans(parent):
-    """Mark the parent's children still RUNNING as interrupted: the sweep is over, so their
-    process was killed (joblib kills its workers when the launching process is interrupted)."""
+    """Close the parent's children still RUNNING: those whose process died (a killed worker)
+    as ``lost``, with what their records hold; the rest as interrupted (the sweep is over)."""
+    from .track.sync import repair_quietly
+
+    repair_quietly(parent.client.tracking_uri)
     try:
         for run in read.child_runs(parent.client, parent.experiment_id, parent.run_id,
                                    running_only=True):

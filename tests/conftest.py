@@ -158,3 +158,22 @@ def store_view(client, experiment):
                                       uid_of[parent] if parent else None, counts,
                                       read.artifact_paths(client, r.info.run_id))
     return out
+
+
+def assert_store_holds_record(client, run_id, run_dir):
+    """Every value the record says the store should hold is there, nothing else."""
+    from lab import track
+    from lab.track import record
+
+    meta = record.read_json(run_dir / record.RUN_FILE)
+    steps, rows = record.read_rows(run_dir, meta)
+    plan = track.StorePlan(meta["total_steps"], meta["log_every"], meta["detail"])
+    series = track.store_series(plan, steps, rows, record.read_evals(run_dir),
+                                meta.get("diverged_at_step"))
+    total = 0
+    for name, (s, v) in series.items():
+        want = sorted(int(x) for x, y in zip(s, v) if np.isfinite(y))
+        got = sorted(m.step for m in client.get_metric_history(run_id, name))
+        assert got == want, name
+        total += len(want)
+    return total

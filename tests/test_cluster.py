@@ -171,7 +171,7 @@ class Postgres:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def postgres():
     bin_dir = _pg_bin()
     if bin_dir is None:
@@ -186,12 +186,13 @@ def postgres():
         server.stop()
 
 
-@pytest.fixture
-def mlflow_server(postgres, tmp_path):
+@pytest.fixture(scope="module")
+def mlflow_server(postgres, tmp_path_factory):
     """`mlflow server` on 127.0.0.1 with the PostgreSQL backend store and a proxied artifact
     store (the layout of README's cluster section); the database password comes from
     PGPASSWORD, not the command line."""
     port = unused_port()
+    tmp_path = tmp_path_factory.mktemp("mlflow_server")
     artifacts = tmp_path / "artifacts"
     env = {**os.environ, "PGPASSWORD": postgres.password,
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import compose_config, new_store, store_steps, unused_port
+from conftest import (
+    assert_store_holds_record,
+    compose_config,
+    new_store,
+    store_steps,
+    unused_port,
+)
 from mlflow.tracking import MlflowClient
 
 import lab.app
@@ -310,23 +316,41 @@ def loky_workers(pid):
     return found
 
 
+# a job of a few seconds: long enough to kill a worker in the middle of it
+WORKER_RUN = ["model=mlp", "init=he", "model.width=64", "data=teacher", "train.steps=6000",
+              "tracking.log_every=20", "tracking.figures=false"]
+
+
 @pytest.mark.slow
 def test_killed_joblib_worker_ends_the_sweep_in_one_line(tmp_path):
-    """kill -9 of one worker: one line and exit 1, not joblib's TerminatedWorkerError
-    traceback; no run is left RUNNING."""
+    """kill -9 of one worker: the other worker finishes its run (completed, every value, its
+    history.npz), no later job starts, the dead worker's run is closed as lost with what its
+    directory recorded; one line and exit 1, not joblib's TerminatedWorkerError traceback."""
     store = tmp_path / "mlruns.db"
     client = new_store(store)
     proc = start_lab(tmp_path, store, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                     *LONG_RUN, "seed=0,1", "tracking.experiment=worker_killed")
+                     *WORKER_RUN, "seed=0,1,2", "tracking.experiment=worker_killed")
     wait_for_metrics(proc, client, "worker_killed", n_runs=2, rows=3)
-    os.kill(loky_workers(proc.pid)[0], signal.SIGKILL)
-    _, err = proc.communicate(timeout=120)
+    victim = loky_workers(proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err[-2000:]
     assert "Traceback" not in err, err[-2000:]
     lines = [ln for ln in err.splitlines() if ln.startswith("gradlab")]
     assert len(lines) == 1 and "worker process of the sweep died" in lines[0], err[-2000:]
-    for run in runs_of(client, "worker_killed"):
-        assert run.info.status != "RUNNING"
+    children = children_of(client, "worker_killed")
+    assert len(children) == 2  # the third job never started
+    by_pid = {int(r.data.tags["gradlab.pid"]): r for r in children}
+    dead = by_pid.pop(victim)
+    (alive,) = by_pid.values()
+    assert (dead.info.status, dead.data.tags["status"]) == ("KILLED", "lost")
+    assert (alive.info.status, alive.data.tags["status"]) == ("FINISHED", "completed")
+    for run in children:
+        run_dir = Path(run.data.tags["gradlab.run_dir"])
+        assert (run_dir / "history.npz").exists()  # the lost one's rebuilt from its record
+        assert_store_holds_record(client, run.info.run_id, run_dir)
+    parent = client.get_run(alive.data.tags["mlflow.parentRunId"])
+    assert parent.info.status != "RUNNING"
 
 
 FAULTY_DATA = """

@@ -12,9 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import new_store, store_view
+from conftest import assert_store_holds_record, new_store, store_view
 from mlflow.tracking import MlflowClient
 
 from lab import track
@@ -56,22 +55,6 @@ def wait_for_rows(run_dir, n_rows, proc, timeout=120):
             pytest.fail(f"lab exited early: {proc.stderr.read()[-2000:]}")
         time.sleep(0.1)
     pytest.fail("no rows appeared in the run directory")
-
-
-def assert_store_holds_record(client, run_id, run_dir):
-    """Every value the record says the store should hold is there, nothing else."""
-    meta = record.read_json(run_dir / record.RUN_FILE)
-    steps, rows = record.read_rows(run_dir, meta)
-    plan = track.StorePlan(meta["total_steps"], meta["log_every"], meta["detail"])
-    series = track.store_series(plan, steps, rows, record.read_evals(run_dir),
-                                meta.get("diverged_at_step"))
-    total = 0
-    for name, (s, v) in series.items():
-        want = sorted(int(x) for x, y in zip(s, v) if np.isfinite(y))
-        got = sorted(m.step for m in client.get_metric_history(run_id, name))
-        assert got == want, name
-        total += len(want)
-    return total
 
 
 def test_kill_9_then_sync_closes_the_run_as_lost_and_loses_nothing(tmp_path):
@@ -197,7 +180,7 @@ def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
     the machine's load: a slow run outlived the lock and stored everything.)"""
     store = tmp_path / "mlruns.db"
     client = new_store(store)
-    proc = lab(tmp_path, store, *SMALL_RUN, "train.steps=6000", "tracking.experiment=locked",
+    proc = lab(tmp_path, store, *SMALL_RUN, "tracking.experiment=locked",
                wait=False, env={"GRADLAB_STORE_RETRY_S": "1"})
     run_dir = tmp_path / "run"
     meta = wait_for_rows(run_dir, 40, proc)
