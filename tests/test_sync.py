@@ -172,6 +172,21 @@ def test_read_only_and_corrupt_stores_fail_in_one_line_within_seconds(tmp_path):
         assert seconds < 30, seconds
 
 
+def run_to_the_end_with_the_store_locked(proc, store):
+    """Hold the SQLite store's write lock (another connection) until ``proc`` has exited; it
+    must exit 3 without a traceback. Returns its ``gradlab`` lines on stderr."""
+    con = sqlite3.connect(str(store), timeout=30)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        con.rollback()
+        con.close()
+    assert "Traceback" not in err
+    assert proc.returncode == 3, err[-2000:]
+    return [ln for ln in err.splitlines() if ln.startswith("gradlab")]
+
+
 @pytest.mark.slow
 def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
     """Another connection holds the write lock until the run's process has exited (the writer
@@ -184,16 +199,7 @@ def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
                wait=False, env={"GRADLAB_STORE_RETRY_S": "1"})
     run_dir = tmp_path / "run"
     meta = wait_for_rows(run_dir, 40, proc)
-    con = sqlite3.connect(str(store), timeout=30)
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        _, err = proc.communicate(timeout=300)
-    finally:
-        con.rollback()
-        con.close()
-    lines = [ln for ln in err.splitlines() if ln.startswith("gradlab")]
-    assert "Traceback" not in err
-    assert proc.returncode == 3, err[-2000:]
+    lines = run_to_the_end_with_the_store_locked(proc, store)
     assert len(lines) == 1 and "lab.sync" in lines[0] and str(run_dir) in lines[0], lines
     run = client.get_run(meta["run_id"])
     assert run.data.tags["status"] in ("incomplete", "running")
@@ -238,16 +244,7 @@ def test_sweep_into_a_locked_store_exits_in_one_line_and_sync_completes_it(tmp_p
                "tracking.experiment=locked_sweep", wait=False,
                env={"GRADLAB_STORE_RETRY_S": "1"})
     meta = wait_for_rows(tmp_path / "sweep" / "0", 20, proc)  # the writer has created it
-    con = sqlite3.connect(str(store), timeout=30)
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        _, err = proc.communicate(timeout=300)
-    finally:
-        con.rollback()
-        con.close()
-    lines = [ln for ln in err.splitlines() if ln.startswith("gradlab")]
-    assert "Traceback" not in err
-    assert proc.returncode == 3, err[-2000:]
+    lines = run_to_the_end_with_the_store_locked(proc, store)
     assert len(lines) == 1 and f"lab.sync {tmp_path / 'sweep'}" in lines[0], lines
     assert client.get_run(meta["run_id"]).info.status == "RUNNING"  # as the lock left it
     done = sync(store, tmp_path / "sweep")
