@@ -183,7 +183,7 @@ class RunTracker(_RunHandle):
         self.tags = dict(tags or {})
         self.parent_run_id = parent_run_id or None
         self.artifact_root = artifact_root if artifact_root is not None else artifact_root_for(uri)
-        self.client = make_client(uri)
+        self._client = None  # made on first use: on the thread that starts the run
         self.record = record
         self.run_id: str | None = None  # type: ignore[assignment]
         self.experiment_id: str | None = None
@@ -193,6 +193,14 @@ class RunTracker(_RunHandle):
         self.trouble: str | None = None  # why a tag or artifact could not be stored
         self._lost_values = 0  # values never queued: the run could not be created
         self.deferred = 0  # tags/artifacts left to `lab.sync`
+
+    @property
+    def client(self) -> MlflowClient:
+        """The store's client, made when first needed (importing MLflow takes a second or two:
+        ``start_in_background`` pays for it on its thread, not the training's)."""
+        if self._client is None:
+            self._client = make_client(self.uri)
+        return self._client
 
     # -- lifecycle
     def start(self) -> RunTracker:
