@@ -108,6 +108,8 @@ def run_job(cfg, ctx: JobContext):
     if _followed(ctx):  # the sweep's writer process stores what the record holds
         with track.RecordedRun(uri, record, params, tags) as recorded:
             return _train_and_record(cfg, ctx, recorded, record, ds)
+    if ctx.sweep_dir is None:  # one run: a writer process of its own stores the record
+        return _single_run(cfg, ctx, uri, record, params, tags, ds)
     parent_id = None
     if ctx.sweep_dir is not None:
         parent = track.SweepParent.open(uri, ctx.experiment, ctx.sweep_dir,
@@ -125,6 +127,22 @@ def run_job(cfg, ctx: JobContext):
         before=(lambda: repair_quietly(uri)) if ctx.sweep_dir is None else None)
     with tracker:
         return _train_and_record(cfg, ctx, tracker, record, ds)
+
+
+def _single_run(cfg, ctx, uri, record, params, tags, ds):
+    """Train with the run's writer process beside (MLflow's import, the run's creation and
+    every store write happen there, on the other core); wait for it at the end, so that the
+    store holds the whole run when ``python -m lab`` returns (or the one line says why not)."""
+    writer = sweep_writer.launch(uri, ctx.output_dir, single=True)
+    try:
+        with track.RecordedRun(uri, record, params, tags) as recorded:
+            summary = _train_and_record(cfg, ctx, recorded, record, ds)
+    finally:  # also after an interrupt or an error: what was recorded gets stored
+        result = sweep_writer.finish(writer, ctx.output_dir, "ended")
+    if result.get("missing"):
+        raise track.StoreIncomplete(record.dir, None, result.get("reason") or result["line"])
+    summary["run_id"] = (track.record.read_run(record.dir) or {}).get("run_id")
+    return summary
 
 
 def _followed(ctx):

@@ -240,7 +240,12 @@ elif __name__ == "__main__":  # detached: python -m lab.figure_worker '[[RUN_DIR
     for run_dir, run_id, title in json.loads(sys.argv[1]):
         try:
             config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-            names = render_and_log(os.environ[URI_ENV], run_id, run_dir, config, title)
+            if run_id is None:  # its writer process is creating the run
+                run_id = _wait_for_run_id(Path(run_dir), Path(run_dir))
+            if run_id is None:
+                names = render(run_dir, config, title)
+            else:
+                names = render_and_log(os.environ[URI_ENV], run_id, run_dir, config, title)
             print(f"{run_dir}: {', '.join(names)}", flush=True)
         except Exception as exc:  # the next run's figures still get drawn
             print(f"{run_dir}: figures not logged: {exc}", flush=True)

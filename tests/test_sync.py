@@ -17,11 +17,11 @@ from conftest import assert_store_holds_record, new_store, store_view
 from mlflow.tracking import MlflowClient
 
 from lab import track
-from lab.track import record
+from lab.track import read, record
 from lab.track import sync as sync_mod
 
 REPO = Path(__file__).resolve().parent.parent
-# about 2 s of training per 1000 steps; a chunk every 20 steps
+# the 10x2 identity net: 200000 steps train in seconds; a chunk every 20 steps
 SMALL_RUN = ["train.steps=3000", "tracking.log_every=20", "tracking.figures=false",
              "tracking.progress=false"]
 
@@ -43,11 +43,13 @@ def sync(store, *paths, extra=()):
                           text=True, timeout=300)
 
 
-def wait_for_rows(run_dir, n_rows, proc, timeout=120):
+def wait_for_rows(run_dir, n_rows, proc, timeout=120, stored=True):
+    """The record once it has ``n_rows`` rows (and, ``stored``, once the writer has created its
+    run in the store)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        meta = record.read_run(run_dir)  # a sweep's runs get their id from its writer
-        if meta and meta.get("columns") and meta.get("run_id"):
+        meta = record.read_run(run_dir)  # the run's id comes from its writer
+        if meta and meta.get("columns") and (meta.get("run_id") or not stored):
             steps, _ = record.read_rows(run_dir, meta)
             if steps.size >= n_rows:
                 return meta
@@ -57,6 +59,31 @@ def wait_for_rows(run_dir, n_rows, proc, timeout=120):
     pytest.fail("no rows appeared in the run directory")
 
 
+def kill_9_with_its_writer(proc):
+    """kill -9 of a run's process and of its store writer (a crash of the machine, say):
+    nothing of the lab is left to close the run."""
+    writers = [int(p.name) for p in Path("/proc").glob("[0-9]*")
+               if _ppid(p) == proc.pid and b"sweep_writer" in _cmdline(p)]
+    for pid in [proc.pid, *writers]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert writers, "no writer process found"
+
+
+def _ppid(proc_dir):
+    try:
+        return int(proc_dir.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(proc_dir):
+    try:
+        return proc_dir.joinpath("cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def test_kill_9_then_sync_closes_the_run_as_lost_and_loses_nothing(tmp_path):
     store = tmp_path / "mlruns.db"
     client = new_store(store)
@@ -64,8 +91,7 @@ def test_kill_9_then_sync_closes_the_run_as_lost_and_loses_nothing(tmp_path):
                wait=False)
     run_dir = tmp_path / "run"
     meta = wait_for_rows(run_dir, 200, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_9_with_its_writer(proc)
     run_id = meta["run_id"]
     assert client.get_run(run_id).info.status == "RUNNING"  # what kill -9 leaves behind
     done = sync(store, run_dir)
@@ -120,14 +146,14 @@ def test_kill_9_of_a_sweep_launcher_its_writer_closes_everything_as_lost(tmp_pat
 
 @pytest.mark.slow
 def test_repair_closes_runs_of_dead_processes(tmp_path):
-    """A run whose process died (here: a single run, kill -9) is closed by the next repair."""
+    """A run whose process died with its writer (kill -9 of both) is closed by the next
+    repair."""
     store = tmp_path / "mlruns.db"
     client = new_store(store)
     proc = lab(tmp_path, store, *SMALL_RUN, "train.steps=200000",
                "tracking.experiment=repair", wait=False)
     meta = wait_for_rows(tmp_path / "run", 100, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_9_with_its_writer(proc)
     done = sync(store, extra=["--repair"])
     assert done.returncode == 0, done.stderr
     child = client.get_run(meta["run_id"])
@@ -195,17 +221,22 @@ def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
     the machine's load: a slow run outlived the lock and stored everything.)"""
     store = tmp_path / "mlruns.db"
     client = new_store(store)
-    proc = lab(tmp_path, store, *SMALL_RUN, "tracking.experiment=locked",
+    proc = lab(tmp_path, store, "train.steps=100000", "tracking.log_every=500",
+               "tracking.figures=false", "tracking.experiment=locked",
                wait=False, env={"GRADLAB_STORE_RETRY_S": "1"})
     run_dir = tmp_path / "run"
-    meta = wait_for_rows(run_dir, 40, proc)
+    meta = wait_for_rows(run_dir, 1, proc, stored=False)  # training: lock the store now
     lines = run_to_the_end_with_the_store_locked(proc, store)
     assert len(lines) == 1 and "lab.sync" in lines[0] and str(run_dir) in lines[0], lines
-    run = client.get_run(meta["run_id"])
-    assert run.data.tags["status"] in ("incomplete", "running")
+    exp = client.get_experiment_by_name("locked")
+    found = read.run_by_uid(client, exp.experiment_id, meta["uid"]) if exp else None
+    # the writer may have created the run before the lock, never ended it
+    assert found is None or found.data.tags["status"] in ("incomplete", "running")
     done = sync(store, run_dir)
     assert done.returncode == 0, done.stderr
-    run = client.get_run(meta["run_id"])
+    exp = client.get_experiment_by_name("locked")
+    run = read.run_by_uid(client, exp.experiment_id, meta["uid"])
+    meta["run_id"] = run.info.run_id
     assert run.info.status == "FINISHED" and run.data.tags["status"] == "completed"
     assert "missing_values" not in run.data.tags
     assert_store_holds_record(client, meta["run_id"], run_dir)

@@ -70,8 +70,10 @@ class StoreIncomplete(RuntimeError):
         self.run_dir, self.missing = run_dir, missing
         where = f"they are in {run_dir}; run `{sync_command(run_dir)}` (or `make sync`)" \
             if run_dir else "run `make sync` when the store is back"
-        what = f"{missing} metric values are" if missing > 0 else "the run's end is"
-        super().__init__(f"{what} not in the store ({reason}); {where}")
+        what = ("the run is not all in the store" if missing is None else
+                f"{missing} metric values are not in the store" if missing > 0 else
+                "the run's end is not in the store")
+        super().__init__(f"{what} ({reason}); {where}")
 
 
 class _RunHandle:

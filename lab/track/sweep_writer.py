@@ -55,16 +55,17 @@ def launched(sweep_dir: Path) -> bool:
     return Path(sweep_dir).resolve() in _launched
 
 
-def launch(uri: str, sweep_dir: Path) -> subprocess.Popen:
-    """Start the sweep's writer (its own session: a Ctrl-C to the terminal stops the jobs,
-    not the copy of what they recorded)."""
+def launch(uri: str, sweep_dir: Path, single: bool = False) -> subprocess.Popen:
+    """Start the writer of a sweep (or, ``single``, of the one run in ``sweep_dir``), in its
+    own session: a Ctrl-C to the terminal stops the training, not the copy of its record."""
     sweep_dir = Path(sweep_dir)
     (sweep_dir / END_FILE).unlink(missing_ok=True)
     (sweep_dir / RESULT_FILE).unlink(missing_ok=True)
     out = open(sweep_dir / LOG_FILE, "w")
     _launched.add(sweep_dir.resolve())
     try:
-        return subprocess.Popen([sys.executable, "-m", "lab.track.sweep_writer", str(sweep_dir)],
+        return subprocess.Popen([sys.executable, "-m", "lab.track.sweep_writer", str(sweep_dir),
+                                 *(["--run"] if single else [])],
                                 env={**os.environ, URI_ENV: uri}, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     finally:
@@ -113,11 +114,12 @@ class RunFeed:
 
 
 class SweepWriter:
-    def __init__(self, uri: str, sweep_dir: Path) -> None:
+    def __init__(self, uri: str, sweep_dir: Path, single: bool = False) -> None:
         from .fastsql import SqliteMetrics, sqlite_fast_path
         from .sync import Syncer
 
         self.uri, self.sweep_dir = uri, Path(sweep_dir).resolve()
+        self.single = single  # ``sweep_dir`` is one run's directory: no parent run
         self.syncer = Syncer(uri)
         self.client = self.syncer.client
         path = sqlite_fast_path(uri)
@@ -133,9 +135,9 @@ class SweepWriter:
         from .sync import repair_quietly
 
         repair_quietly(self.uri)  # runs and sweeps of this host whose process is gone
-        launcher = os.getppid()
+        launcher = os.getppid()  # the process that trains: when it is gone, so is its run
         end = None
-        while not self.sweep_meta:  # started before the sweep's checks: wait for their end
+        while not self.single and not self.sweep_meta:  # started before the sweep's checks
             end = rec.read_json(self.sweep_dir / END_FILE)
             if end is not None or os.getppid() != launcher:
                 return {"missing": 0, "line": ""}  # the sweep never started
@@ -143,15 +145,14 @@ class SweepWriter:
             self.sweep_meta = rec.read_json(self.sweep_dir / rec.SWEEP_FILE) or {}
         while True:
             end = end or rec.read_json(self.sweep_dir / END_FILE)
-            launcher_gone = end is None and not rec.pid_alive(self.sweep_meta.get("pid", -1),
-                                                              self.sweep_meta.get("started"))
-            over = end is not None or launcher_gone
+            over = end is not None or os.getppid() != launcher
             self.look(final=over)
             if over and (all(f.ended for f in self.feeds.values()) or self._given_up()):
                 break
             time.sleep(POLL_S)
-        status = end["status"] if end else "lost"
-        self.end_sweep(status, (end or {}).get("findings"))
+        if not self.single:
+            status = end["status"] if end else "lost"
+            self.end_sweep(status, (end or {}).get("findings"))
         return self.result()
 
     def look(self, final: bool = False) -> None:
@@ -159,7 +160,7 @@ class SweepWriter:
         if time.monotonic() < self.down_until:
             return
         try:
-            if self.parent_id is None:
+            if self.parent_id is None and not self.single:
                 self.open_parent()
             for run_dir in rec.find_run_dirs([self.sweep_dir]):
                 feed = self.feeds.setdefault(run_dir, RunFeed(run_dir))
@@ -259,7 +260,8 @@ class SweepWriter:
             run = self.syncer._find(exp_id, rec.read_run(feed.dir))
         if run is None:
             tags = {k: v for k, v in meta.get("tags", {}).items() if k != "mlflow.parentRunId"}
-            tags["mlflow.parentRunId"] = self.parent_id
+            if self.parent_id:
+                tags["mlflow.parentRunId"] = self.parent_id
             run = self.syncer._create(exp_id, meta, tags, params=meta.get("params", {}))
         rec.write_json(feed.dir / rec.STORE_FILE, {"run_id": run.info.run_id,
                                                    "uri": mask_uri(self.uri)})
@@ -339,13 +341,15 @@ class SweepWriter:
 
     # -- the result
     def result(self) -> dict:
+        """``missing``: runs not (all) in the store, -1 for the parent only; ``reason``; a
+        sweep's ``line``."""
         left = [f for f in self.feeds.values() if not f.ended]
         if not left and not self._given_up() and self.trouble is None:
             return {"missing": 0, "line": ""}
         where = self.sweep_dir
         why = self.trouble or "store down"
         runs = f"{len(left)} runs" if left else "the sweep's parent"
-        return {"missing": len(left) or -1,
+        return {"missing": len(left) or -1, "reason": why,
                 "line": f"{runs} of this sweep are not all in the store ({why}); their "
                         f"directories have everything: run `python -m lab.sync {where}` "
                         "(or `make sync`) when the store is back"}
@@ -354,18 +358,22 @@ class SweepWriter:
 def main(argv=None) -> int:
     from .store import quiet_store_logs
 
-    sweep_dir = Path((argv or sys.argv[1:])[0])
+    args = list(argv or sys.argv[1:])
+    single = "--run" in args  # one run's directory, not a sweep's
+    sweep_dir = Path([a for a in args if a != "--run"][0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     quiet_store_logs()
-    writer = SweepWriter(os.environ[URI_ENV], sweep_dir)
+    writer = None
     try:
+        writer = SweepWriter(os.environ[URI_ENV], sweep_dir, single=single)
         result = writer.run()
     except BaseException as e:  # the record has everything; the launcher says so
-        result = {"missing": -1, "line": f"the sweep's store writer failed ({one_line(e, 200)});"
-                  f" run `python -m lab.sync {sweep_dir}`"}
+        result = {"missing": -1, "reason": f"the store writer failed: {one_line(e, 200)}",
+                  "line": f"the sweep's store writer failed ({one_line(e, 200)}); run "
+                          f"`python -m lab.sync {sweep_dir}`"}
         log.exception("writer failed")
     finally:
-        if writer.fast is not None:
+        if writer is not None and writer.fast is not None:
             writer.fast.close()
     rec.write_json(sweep_dir / RESULT_FILE, result)
     log.info("done: %s", result)
