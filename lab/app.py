@@ -25,7 +25,6 @@ from .progress import RunProgress
 from .schema import ConfigError, validate
 from .track import sweep_writer
 from .track.detail import StorePlan, store_series
-from .track.sync import repair_quietly  # noqa: F401 (MLflow is imported on first use)
 from .train import AUTO_LOG_POINTS, activation_ranges, assemble_history, train
 from .views import describe
 from .views.sweep import job_summary
@@ -84,17 +83,29 @@ def log_every_steps(steps, log_every):
 def run_job(cfg, ctx: JobContext):
     """Train one configuration; returns its summary dict (status, losses, gradient norms)."""
     validate(cfg)  # names and ranges first: nothing is created for a bad config
+    tracking = cfg["tracking"]
+    writer = None
+    if tracking["enabled"]:
+        uri = track.resolve_tracking_uri(tracking.get("uri") or _sweep_uri(ctx), ctx.repo_root)
+        track.check_reachable(uri)
+        if ctx.sweep_dir is None:  # one run: its writer imports MLflow while the data is made
+            ctx.output_dir.mkdir(parents=True, exist_ok=True)
+            writer = sweep_writer.launch(uri, ctx.output_dir, single=True)
     try:  # the data's shapes complete the checks (identity init, batch size) before any run
         ds = make_data(cfg)
     except ValueError:  # bad data: raised again inside the run, which records it as failed
         ds = None
+    except BaseException:
+        _stop(writer)
+        raise
     else:
-        validate(cfg, n_x=ds.n_x, n_y=ds.n_y, n_train=ds.X_train.shape[1])
-    tracking = cfg["tracking"]
+        try:
+            validate(cfg, n_x=ds.n_x, n_y=ds.n_y, n_train=ds.X_train.shape[1])
+        except BaseException:
+            _stop(writer)  # nothing was recorded: nothing to store
+            raise
     if not tracking["enabled"]:
         return _train_and_record(cfg, ctx, None, None, ds)
-    uri = track.resolve_tracking_uri(tracking.get("uri") or _sweep_uri(ctx), ctx.repo_root)
-    track.check_reachable(uri)
     train_cfg = cfg["train"]
     record = track.RunRecord(ctx.output_dir).start(
         experiment=ctx.experiment, run_name=ctx.label or None, uri=track.mask_uri(uri),
@@ -108,32 +119,30 @@ def run_job(cfg, ctx: JobContext):
     if _followed(ctx):  # the sweep's writer process stores what the record holds
         with track.RecordedRun(uri, record, params, tags) as recorded:
             return _train_and_record(cfg, ctx, recorded, record, ds)
-    if ctx.sweep_dir is None:  # one run: a writer process of its own stores the record
-        return _single_run(cfg, ctx, uri, record, params, tags, ds)
-    parent_id = None
-    if ctx.sweep_dir is not None:
-        parent = track.SweepParent.open(uri, ctx.experiment, ctx.sweep_dir,
-                                        run_name=ctx.experiment)
-        parent_id = parent.run_id
+    if writer is not None:  # one run: its writer process stores the record
+        return _single_run(cfg, ctx, writer, uri, record, params, tags, ds)
+    # a joblib/Ray/submitit worker (perhaps on another machine, perhaps reused for the next
+    # job): the run is stored from this process, through a thread, while the net trains
+    # (the sweep's callback tagged the experiment once, when the sweep started)
+    parent = track.SweepParent.open(uri, ctx.experiment, ctx.sweep_dir, run_name=ctx.experiment)
     tracker = track.RunTracker(uri, ctx.experiment, run_name=ctx.label or None,
-                               params=params, tags=tags, parent_run_id=parent_id, record=record,
-                               experiment_tags=None if ctx.sweep_dir is not None else (
-                                   lambda experiment_id: describe.experiment_tags(
-                                       ctx.experiment, ctx.repo_root, experiment_id)))
-    # (a sweep's callback tags the experiment once, when the sweep starts; a job does not)
-    # the store's part (importing MLflow, creating the run, closing runs whose process is
-    # gone) happens on a thread while the net trains; chunks wait for the run in memory
-    tracker.start_in_background(
-        before=(lambda: repair_quietly(uri)) if ctx.sweep_dir is None else None)
+                               params=params, tags=tags, parent_run_id=parent.run_id,
+                               record=record)
+    tracker.start_in_background()
     with tracker:
         return _train_and_record(cfg, ctx, tracker, record, ds)
 
 
-def _single_run(cfg, ctx, uri, record, params, tags, ds):
+def _stop(writer):
+    if writer is not None:
+        writer.kill()
+        writer.wait()
+
+
+def _single_run(cfg, ctx, writer, uri, record, params, tags, ds):
     """Train with the run's writer process beside (MLflow's import, the run's creation and
     every store write happen there, on the other core); wait for it at the end, so that the
     store holds the whole run when ``python -m lab`` returns (or the one line says why not)."""
-    writer = sweep_writer.launch(uri, ctx.output_dir, single=True)
     try:
         with track.RecordedRun(uri, record, params, tags) as recorded:
             summary = _train_and_record(cfg, ctx, recorded, record, ds)
