@@ -92,8 +92,8 @@ def queue(uri, sweep_dir, out_dir, title):
 
 
 def follow_sweep(uri, sweep_dir, poll_s=0.3):
-    """The sweep's figure process: draws each queued run's figures (at low priority: training
-    and the store writer come first), then, once the sweep is over and its writer done, the
+    """The sweep's figure process: draws each queued run's figures (at the lowest priority:
+    training and the store writer come first), then, once the sweep is over and its writer done, the
     sweep's comparison figure for the parent run."""
     import time
 
@@ -102,7 +102,7 @@ def follow_sweep(uri, sweep_dir, poll_s=0.3):
     from .track import record as rec
     from .track import sweep_writer
 
-    os.nice(10)
+    lowest_priority()
     sweep_dir = Path(sweep_dir)
     owner = rec.read_json(sweep_dir / rec.SWEEP_FILE) or {}
     done = 0
@@ -134,6 +134,15 @@ def follow_sweep(uri, sweep_dir, poll_s=0.3):
         print(f"{sweep_dir}: {sweep_comparison_figure(uri, sweep_dir)}", flush=True)
     except Exception as exc:
         print(f"{sweep_dir}: sweep comparison not logged: {exc}", flush=True)
+
+
+def lowest_priority():
+    """Figures are views of stored data: draw them only when no training or store writing
+    wants the CPU (Linux's SCHED_IDLE; elsewhere the lowest nice level)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
 
 
 def sweep_comparison_figure(uri, sweep_dir):
@@ -236,6 +245,8 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--sweep"]:  # a sweep's figure 
     follow_sweep(os.environ[URI_ENV], sys.argv[2])
 elif __name__ == "__main__":  # detached: python -m lab.figure_worker '[[RUN_DIR, RUN_ID, TITLE]]'
     import yaml
+
+    lowest_priority()
 
     for run_dir, run_id, title in json.loads(sys.argv[1]):
         try:

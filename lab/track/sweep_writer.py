@@ -223,6 +223,7 @@ class SweepWriter:
         try:
             self.syncer._parents.pop(self.sweep_dir, None)  # look again: findings, status
             self.parent_id = self.syncer.sweep(self.sweep_dir)
+            log.info("parent run %s stored, %s", self.parent_id, status)
         except Exception as e:
             self._fault(e)
 
@@ -252,6 +253,7 @@ class SweepWriter:
         run = self.client.get_run(feed.run_id)
         self.syncer._close(run, status, meta)
         feed.ended = True
+        log.info("run %s (%s) stored, %s", feed.run_id, feed.dir.name, status)
 
     def create(self, feed: RunFeed, meta: dict) -> str:
         exp_id = self.syncer._experiment(meta["experiment"])
