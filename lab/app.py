@@ -148,9 +148,14 @@ def _single_run(cfg, ctx, writer, uri, record, params, tags, ds):
             summary = _train_and_record(cfg, ctx, recorded, record, ds)
     finally:  # also after an interrupt or an error: what was recorded gets stored
         result = sweep_writer.finish(writer, ctx.output_dir, "ended")
+    run_id = (track.record.read_run(record.dir) or {}).get("run_id")
+    if cfg["tracking"].get("figures", True) and summary["status"] in ("completed", "diverged"):
+        # drawn by a detached process from now on: its start does not compete with training
+        figure_worker.submit(uri, run_id, ctx.output_dir, cfg, _title(cfg, ctx),
+                             background="detached")
     if result.get("missing"):
         raise track.StoreIncomplete(record.dir, None, result.get("reason") or result["line"])
-    summary["run_id"] = (track.record.read_run(record.dir) or {}).get("run_id")
+    summary["run_id"] = run_id
     return summary
 
 
@@ -223,10 +228,10 @@ def _train_and_record(cfg, ctx, tracker, record, ds=None):
             if _followed(ctx):  # drawn by the sweep's figure process, which finds the run
                 figure_worker.queue(tracker.uri, ctx.sweep_dir, ctx.output_dir,
                                     _title(cfg, ctx))
-            else:
-                mode = "detached" if ctx.sweep_dir is None else _figures_in_background(ctx)
+            elif ctx.sweep_dir is not None:  # a launcher's worker: drawn before it returns
                 figure_worker.submit(tracker.uri, tracker.run_id, ctx.output_dir, cfg,
-                                     _title(cfg, ctx), background=mode)
+                                     _title(cfg, ctx), background=_figures_in_background(ctx))
+            # (a single run hands them to a detached process once its writer is done)
         tags = {"status": result.status}
         if result.diverged_at_step is not None:
             tags["diverged_at_step"] = result.diverged_at_step

@@ -86,21 +86,36 @@ def training_seconds(folder):
     return sum(j.get("seconds", 0.0) for j in found if isinstance(j, dict))
 
 
-def sweeps(tmp, log):
-    out = {}
+SWEEP_ROUNDS = 3  # rounds of the four sweep cases, each round in another order
+
+
+def sweeps(tmp, log, rounds=SWEEP_ROUNDS):
+    """The 16-job sweep in each case, ``rounds`` times in rotated orders; medians per job."""
     seeds = f"seed=range(0,{JOBS})"
-    for name, args in {"tracking off": ["tracking=off"],
-                       "tracking on": [],
-                       "tracking on, figures off": ["tracking.figures=false"],
-                       "tracking on, detail=full": ["tracking.detail=full"]}.items():
-        tag = "sweep_" + "".join(c if c.isalnum() else "_" for c in name)
-        figures = []
-        wall = lab(tmp, tag, "-m", seeds, *args, figures_wait=figures)
+    cases = {"tracking off": ["tracking=off"],
+             "tracking on": [],
+             "tracking on, figures off": ["tracking.figures=false"],
+             "tracking on, detail=full": ["tracking.detail=full"]}
+    names = list(cases)
+    walls = {name: [] for name in names}
+    drawn = {name: [] for name in names}
+    trained = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            tag = f"sweep_{r}_" + "".join(c if c.isalnum() else "_" for c in name)
+            figures = []
+            walls[name].append(lab(tmp, tag, "-m", seeds, *cases[name], figures_wait=figures))
+            drawn[name] += figures
+            trained[name].append(training_seconds(Path(tmp) / tag) / JOBS)
+    out = {}
+    for name in names:
+        wall = float(np.median(walls[name]))
         out[name] = wall / JOBS
-        drawn = (f"; last figure logged {figures[0]:.1f} s after the start"
-                 if "figures" not in name and name != "tracking off" else "")
-        log(f"16-job sweep, {name:26s} {wall:6.1f} s  {wall / JOBS:5.2f} s/job  "
-            f"(training {training_seconds(Path(tmp) / tag) / JOBS:.2f} s/job{drawn})")
+        last = (f"; last figure logged {np.median(drawn[name]):.0f} s after the start"
+                if cases[name] in ([], ["tracking.detail=full"]) else "")
+        log(f"16-job sweep, {name:26s} {wall:6.1f} s  {wall / JOBS:5.2f} s/job  (median of "
+            f"{rounds}, {min(walls[name]) / JOBS:.2f}-{max(walls[name]) / JOBS:.2f}; training "
+            f"{np.median(trained[name]):.2f} s/job{last})")
     log(f"  -> tracking on / off: {out['tracking on'] / out['tracking off']:.2f}x "
         f"(target <= 2x; on <= 0.6 s/job, off <= 0.3 s/job); before: "
         f"{BEFORE['sweep on']:.2f} s/job on, {BEFORE['sweep off']:.2f} s/job off")
@@ -194,7 +209,7 @@ def main(argv=None):
             profile_off(tmp, log)
             return
         lab(tmp, "warmup", "train.steps=10")  # numba cache and the store's schema
-        sweeps(tmp, log)
+        sweeps(tmp, log, rounds=1 if args.quick else SWEEP_ROUNDS)
         single_run(tmp, log)
         if not args.quick:
             four_axes(tmp, log)

@@ -40,6 +40,7 @@ END_FILE = ".gradlab_sweep_end"  # {"status", "findings"}: the sweep is over (la
 RESULT_FILE = ".gradlab_writer.json"  # {"missing", "line"}: what the store lacks (writer)
 LOG_FILE = "store-writer.log"
 POLL_S = 0.2  # how often the writer looks at the sweep directory
+NICE = 5  # the writer's niceness (see main)
 #: after the sweep ended, how long the writer keeps trying a store that is down before it
 #: leaves the rest to `lab.sync`
 FINAL_BUDGET_S = float(os.environ.get("GRADLAB_STORE_RETRY_S", "60"))
@@ -365,6 +366,9 @@ def main(argv=None) -> int:
     sweep_dir = Path([a for a in args if a != "--run"][0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     quiet_store_logs()
+    # below the training (whose record holds everything meanwhile), above the figures: on a
+    # machine the training keeps busy, the writer takes what it leaves and catches up at the end
+    os.nice(NICE)
     writer = None
     try:
         writer = SweepWriter(os.environ[URI_ENV], sweep_dir, single=single)
