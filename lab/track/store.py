@@ -32,7 +32,7 @@ T = TypeVar("T")
 #: Total time a store call keeps retrying a transient error (the writer has its own budget).
 RETRY_BUDGET_S = float(os.environ.get("GRADLAB_STORE_RETRY_S", "60"))
 #: How long a run waits at its start for a SQLite store another process holds locked.
-LOCK_WAIT_S = 30.0
+LOCK_WAIT_S = min(30.0, RETRY_BUDGET_S)  # (a shorter retry budget shortens it too)
 #: Loggers whose records (and tracebacks) stay off the console unless asked for
 #: (``hydra.verbose=[mlflow,sqlalchemy]``).
 STORE_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "urllib3")

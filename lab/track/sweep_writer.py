@@ -160,6 +160,8 @@ class SweepWriter:
         """One pass over the sweep directory: the parent, then each run not yet ended."""
         if time.monotonic() < self.down_until:
             return
+        if self.trouble is not None and self._still_locked():
+            return  # MLflow's own sessions would wait 20 s for the lock at every call
         try:
             if self.parent_id is None and not self.single:
                 self.open_parent()
@@ -183,6 +185,19 @@ class SweepWriter:
         self.down_until = time.monotonic() + 2.0
 
     first_fault: float | None = None
+
+    def _still_locked(self) -> bool:
+        """After a fault on a SQLite store: is it still locked by another process (a quick
+        probe, instead of MLflow's 20-s wait)?"""
+        from .store import _sqlite_fault
+        from .uri import sqlite_path
+
+        path = sqlite_path(self.uri)
+        fault = _sqlite_fault(self.uri, path, 0.2) if path is not None else None
+        if fault is not None and "locked" in fault:
+            self.down_until = time.monotonic() + 1.0
+            return True
+        return False
 
     def _given_up(self) -> bool:
         """The sweep is over and the store has been failing for longer than the budget."""
@@ -346,16 +361,18 @@ class SweepWriter:
     def result(self) -> dict:
         """``missing``: runs not (all) in the store, -1 for the parent only; ``reason``; a
         sweep's ``line``."""
-        left = [f for f in self.feeds.values() if not f.ended]
+        left = [d for d in rec.find_run_dirs([self.sweep_dir])  # also those never looked at
+                if not (d in self.feeds and self.feeds[d].ended)]
         if not left and not self._given_up() and self.trouble is None:
             return {"missing": 0, "line": ""}
         where = self.sweep_dir
         why = self.trouble or "store down"
-        runs = f"{len(left)} runs" if left else "the sweep's parent"
+        what = (f"{len(left)} of the sweep's runs are" if left else
+                "the sweep's parent run is")
         return {"missing": len(left) or -1, "reason": why,
-                "line": f"{runs} of this sweep are not all in the store ({why}); their "
-                        f"directories have everything: run `python -m lab.sync {where}` "
-                        "(or `make sync`) when the store is back"}
+                "line": f"{what} not all in the store ({why}); the directories have "
+                        f"everything: run `python -m lab.sync {where}` (or `make sync`) when "
+                        "the store is back"}
 
 
 def main(argv=None) -> int:
