@@ -20,6 +20,9 @@ PARTS_MAX = 4
 # thread that finishes a step's last part does them alone: waking the other threads three times
 # a step costs more than it saves, and on a busy machine much more (50x64: 208k parameters).
 PARALLEL_MIN_PARAMS = 1_000_000
+# Big nets' update goes through W in blocks of this many parameters, measuring |W|^2 and
+# |step|^2 while a block is in cache (cpu_chunk._update_layer): one pass over memory.
+UPDATE_BLOCK = 1024
 # A chunk that runs as one part keeps BLAS multi-threaded only if some matrix product reaches
 # this many multiply-adds: on smaller ones (64-wide layers) BLAS threads lose more to
 # synchronization than they gain, and on a busy machine they stall each other.
