@@ -501,8 +501,9 @@ def train_chunk(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_c
                 hist_act, hist_delta, act_range, plan=None, threads=None):
     """Run len(starts) optimizer steps in one compiled call (see reference.train_chunk for the
     contract); returns (steps_done, diverged). ``plan`` (default: ``chunk_plan`` of the shape)
-    and ``threads`` (default: ``part_threads``) change the speed only, never the numbers: tests
-    pass them to prove it."""
+    and ``threads`` (default: ``part_threads``; for the short steps of nets that are not big,
+    only the cores that are free when the chunk starts) change the speed only, never the
+    numbers: tests pass them to prove it."""
     if plan is None:
         plan = chunk_plan(sizes, counts)
     args = (theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code, hyper,
@@ -515,7 +516,8 @@ def train_chunk(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_c
             if plan.parts == 1:
                 done, diverged = _chunk_serial(*args, ws)
             else:
-                n = part_threads(plan.parts) if threads is None else max(1, int(threads))
+                n = (part_threads(plan.parts, free_cores_only=not plan.big) if threads is None
+                     else max(1, int(threads)))
                 with numba_threads(min(n, numba.config.NUMBA_NUM_THREADS)):
                     if plan.big:
                         done, diverged = _chunk_parts(*args, plan.parts, n, True, ws)

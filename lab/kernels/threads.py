@@ -11,6 +11,7 @@ only, so the numbers a run produces never depend on the number of threads or on 
 
 import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import numba
 import numpy as np
 
 from .tuning import (
+    BIG_PART_MIN_COLUMNS,
     BLAS_THREADS_MIN_MACS,
     PARALLEL_MIN_MACS,
     PARALLEL_MIN_PARAMS,
@@ -40,16 +42,17 @@ def chunk_plan(sizes, counts):
     """The plan for a chunk of steps whose batches have ``counts`` columns (shape only: see the
     module docstring). Parts when a step has at least ``PARALLEL_MIN_MACS`` multiply-adds and
     two parts of ``PART_MIN_COLUMNS`` columns fit the smallest batch (at most ``PARTS_MAX``);
-    then ``big`` with at least ``PARALLEL_MIN_PARAMS`` parameters. BLAS runs single-threaded
-    whenever parts run, or when no matrix product reaches ``BLAS_THREADS_MIN_MACS``."""
+    then ``big`` with at least ``PARALLEL_MIN_PARAMS`` parameters, whose parts have at least
+    ``BIG_PART_MIN_COLUMNS`` columns. BLAS runs single-threaded whenever parts run, or when no
+    matrix product reaches ``BLAS_THREADS_MIN_MACS``."""
     sizes = np.asarray(sizes)
     m = int(np.min(counts)) if len(counts) else 1
     layer_macs = sizes[1:] * sizes[:-1]
     step_macs = 3 * int(layer_macs.sum()) * m
-    parts = min(PARTS_MAX, m // PART_MIN_COLUMNS)
+    big = int(layer_macs.sum() + sizes[1:].sum()) >= PARALLEL_MIN_PARAMS
+    parts = min(PARTS_MAX, m // (BIG_PART_MIN_COLUMNS if big else PART_MIN_COLUMNS))
     if step_macs >= PARALLEL_MIN_MACS and parts >= 2:
-        params = int(layer_macs.sum() + sizes[1:].sum())
-        return ChunkPlan(parts, params >= PARALLEL_MIN_PARAMS, 1)
+        return ChunkPlan(parts, big, 1)
     blas = None if int(layer_macs.max()) * m >= BLAS_THREADS_MIN_MACS else 1
     return ChunkPlan(1, False, blas)
 
@@ -59,11 +62,13 @@ def chunk_plan(sizes, counts):
 _pool_started = []
 
 
-def part_threads(parts):
+def part_threads(parts, free_cores_only=False):
     """Threads for the parts: numba's (numba.get_num_threads()), at most OMP_NUM_THREADS when that
-    is set (joblib/loky sets it to cores // workers in its workers), at most parts. On first use
-    numba's OpenMP pool starts with passive waits (unless OMP_WAIT_POLICY says otherwise):
-    spinning threads on a busy machine would stall each other for whole time slices."""
+    is set (joblib/loky sets it to cores // workers in its workers), at most parts, and with
+    ``free_cores_only`` at most the cores no other task is running on right now
+    (``free_cores``). On first use numba's OpenMP pool starts with passive waits (unless
+    OMP_WAIT_POLICY says otherwise): spinning threads on a busy machine would stall each other
+    for whole time slices."""
     if not _pool_started:
         saved = os.environ.get("OMP_WAIT_POLICY")
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -81,7 +86,46 @@ def part_threads(parts):
         threads = min(threads, int(os.environ.get("OMP_NUM_THREADS", threads)))
     except ValueError:
         pass
+    if free_cores_only:
+        free = free_cores()
+        if free is not None:
+            threads = min(threads, free)
     return max(1, min(threads, parts))
+
+
+def _running_here():
+    """Runnable threads of this process (state R in /proc/self/task/*/stat), this one included."""
+    n = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat", "rb") as f:
+                n += f.read().rsplit(b")", 1)[1].split()[0] == b"R"
+        except OSError:  # the thread ended meanwhile
+            pass
+    return max(1, n)
+
+
+def free_cores(reads=3, pause=2e-4):
+    """Cores of this process's CPU set that no other process's runnable task holds right now, or
+    None where unknown. Linux counts the machine's runnable tasks in /proc/loadavg (4th field);
+    this process's own (its writer thread, say) are not load. The least of a few reads
+    ``pause`` seconds apart, so a task that runs for a moment is not counted. A chunk of short
+    steps takes only these cores: on a core shared with another process a thread is
+    descheduled for whole time slices, holding its part, and the step waits for it."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+        others = []
+        for i in range(reads):
+            if i:
+                time.sleep(pause)
+            with open("/proc/loadavg", "rb") as f:
+                running = int(f.read().split()[3].split(b"/")[0])
+            others.append(running - _running_here() if running > 1 else 0)
+            if others[-1] <= 0:
+                break
+    except (AttributeError, OSError, ValueError, IndexError):
+        return None
+    return max(1, cores - max(0, min(others)))
 
 
 @contextmanager
