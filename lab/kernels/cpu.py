@@ -627,8 +627,10 @@ def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_
                 step = lr (v r1) / (sqrt(s r2) + eps),  r1 = 1/(1 - beta1^t), r2 = 1/(1 - beta2^t)
                 (multiplied, not divided: one division per parameter instead of three).
 
-    With keep_step, the steps go to steps[0:hi - lo] (which may be grad[lo:hi] itself). Loops index views from 0, so LLVM
-    knows the indices are non-negative and vectorizes."""
+    With keep_step, the steps go to steps[0:hi - lo], a buffer of their own: were it grad
+    itself, LLVM's runtime alias check would send every call to the scalar loop (4x slower
+    for Adam). Loops index views from 0, so LLVM knows the indices are non-negative and
+    vectorizes."""
     n = hi - lo
     th, gr, ve, sqr = seg(theta, lo, n), seg(grad, lo, n), seg(vel, lo, n), seg(sq, lo, n)
     out = steps if keep_step else gr

@@ -76,6 +76,7 @@ Workspace = namedtuple("Workspace", [
     "counter",  # int64[8], atomic: Q_CLAIM, Q_DONE, Q_EPOCH, Q_STOP, Q_RESULT (see _chunk_team)
     "sums",  # (L, 3): |dW|^2, |db|^2, |W|^2 per layer
     "moved",  # (L,): |step W|^2 per layer
+    "steps",  # n_theta: the update's steps (never written over the gradient: see _update_serial)
     "bin_base", "bin_edge",  # the log10|dZ| histogram's table (cpu._delta_bin_table)
 ])
 
@@ -103,7 +104,7 @@ def _workspace(theta, sizes, parts, per_max, bins):
         np.empty(parts * theta.shape[0], dt), np.zeros((parts, N_RAW, L)),
         np.zeros((parts, L, bins), np.int64), np.zeros((parts, L, bins), np.int64),
         np.zeros(parts), np.zeros((parts, 2), np.int64), np.zeros(8, np.int64),
-        np.zeros((L, 3)), np.zeros(L), bin_base, bin_edge)
+        np.zeros((L, 3)), np.zeros(L), np.empty(theta.shape[0], dt), bin_base, bin_edge)
 
 
 @jit
@@ -208,6 +209,9 @@ def _combine_layer(grads, parts, theta, sizes, w_off, b_off, l, sums):
     n_w, n_b = sizes[l + 1] * sizes[l], sizes[l + 1]
     for lo, cnt, slot in ((w_off[l], n_w, 0), (b_off[l], n_b, 1)):
         g = seg(grads, lo, cnt)
+        if parts == 1:
+            sums[l, slot] = sq_sum(g)
+            continue
         for p in range(1, parts - 1):
             other = seg(grads, p * n + lo, cnt)
             for i in range(cnt):
@@ -292,18 +296,11 @@ def _finish_stats(raws, parts, sizes, m_all, stats):
 
 @jit
 def _combine_serial(theta, sizes, w_off, b_off, parts, ws):
-    """The parts' gradients added into part 0's in part order, then the per-layer sums."""
-    n_theta = theta.shape[0]
-    grad = seg(ws.grads, 0, n_theta)
-    for p in range(1, parts):
-        other = seg(ws.grads, p * n_theta, n_theta)
-        for i in range(n_theta):
-            grad[i] += other[i]
+    """The parts' gradients added into part 0's in part order with their norms
+    (``_combine_layer``), then |W|^2 per layer, on this thread."""
     for l in range(sizes.shape[0] - 1):
-        n_out, n_in = sizes[l + 1], sizes[l]
-        ws.sums[l, 0] = sq_sum(seg(grad, w_off[l], n_out * n_in))
-        ws.sums[l, 1] = sq_sum(seg(grad, b_off[l], n_out))
-        ws.sums[l, 2] = sq_sum(seg(theta, w_off[l], n_out * n_in))
+        _combine_layer(ws.grads, parts, theta, sizes, w_off, b_off, l, ws.sums)
+        ws.sums[l, 2] = sq_sum(seg(theta, w_off[l], sizes[l + 1] * sizes[l]))
 
 
 @jit
@@ -346,14 +343,16 @@ def _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_a
 
 @jit
 def _update_serial(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off, packed,
-                   sums, moved):
-    """The update on one thread (one pass over all parameters when packed); the steps overwrite
-    grad, so each layer's update ratio is one more vector sum over its W part."""
+                   sums, moved, steps):
+    """The update on one thread (one pass over all parameters when packed); the steps go to
+    their own buffer, so each layer's update ratio is one more vector sum over its W part.
+    (Writing them over grad, which the loop reads, made LLVM's runtime alias check fail:
+    the scalar fallback loop ran, 4x slower for Adam.)"""
     if packed:
         _update_segment(theta, grad, vel, sq, 0, theta.shape[0], opt_code, hyper, r1, r2, True,
-                        grad)
+                        steps)
         for l in range(sizes.shape[0] - 1):
-            moved[l] = sq_sum(seg(grad, w_off[l], sizes[l + 1] * sizes[l]))
+            moved[l] = sq_sum(seg(steps, w_off[l], sizes[l + 1] * sizes[l]))
     else:  # (sums[l, 2] measured again by the update: the statistics already hold the norms)
         for l in range(sizes.shape[0] - 1):
             _update_layer(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off, l,
@@ -378,7 +377,7 @@ def _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper,
         return True
     r1, r2 = _corrections(hyper, t_start + k + 1)
     _update_serial(theta, seg(ws.grads, 0, theta.shape[0]), vel, sq, opt_code, hyper, r1, r2,
-                   sizes, w_off, b_off, packed, ws.sums, ws.moved)
+                   sizes, w_off, b_off, packed, ws.sums, ws.moved, ws.steps)
     _update_ratios(k, sizes, ws, layer_stats)
     return False
 
@@ -490,7 +489,7 @@ def _chunk_parts(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_
             _weight_norms(k, sizes, ws, layer_stats)
         else:
             _update_serial(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off,
-                           packed, ws.sums, ws.moved)
+                           packed, ws.sums, ws.moved, ws.steps)
         _update_ratios(k, sizes, ws, layer_stats)
     restore_mode(mode)
     return starts.shape[0], False
