@@ -2,7 +2,6 @@
 time) gives the numpy reference's numbers, and exactly the same numbers whatever the number of
 threads, the order in which threads happen to claim the parts, or the chunking of a run."""
 
-import os
 import threading
 
 import numba
@@ -154,29 +153,3 @@ def test_parts_stop_at_the_reference_divergence_step(threads):
     k = done_r[0]
     np.testing.assert_allclose(out_c[0][:k], out_r[0][:k], rtol=1e-10)
 
-
-def test_free_cores_sees_a_busy_process_and_the_numbers_do_not_care():
-    """Chunks of short steps take only the cores no other process is running on (a thread on a
-    shared core is descheduled for whole time slices, holding its part): with a spinning
-    process beside it, free_cores counts one core less; the numbers stay the same bits."""
-    from lab.bench.load import one_core_busy
-    from lab.kernels.threads import free_cores
-
-    cores = len(os.sched_getaffinity(0))
-    assert 1 <= free_cores() <= cores
-    rng = np.random.default_rng(4)
-    X, Y = rng.standard_normal((8, 96)), rng.standard_normal((2, 96))
-    schedule = _schedule(96, 12)
-
-    def run(**speed):
-        net = lab.Network([8, 32, 32, 2], "tanh", init="xavier", seed=2)
-        return _chunk_run(net, "mse", X, Y, schedule, plan=ChunkPlan(4, False, 1), **speed)
-
-    quiet = run()
-    with one_core_busy():
-        assert free_cores() <= max(1, cores - 1)
-        busy = run()
-    for a, b in zip(quiet, run(threads=2)):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(quiet, busy):
-        np.testing.assert_array_equal(a, b)

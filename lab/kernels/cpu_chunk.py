@@ -52,16 +52,18 @@ from .cpu import (
 )
 from .intrinsics import (
     atomic_read,
+    compare_and_swap,
     fetch_add,
     flush_subnormals,
     jit,
     mat,
     restore_mode,
     seg,
+    sleep_us,
     yield_thread,
 )
 from .threads import blas_threads, chunk_plan, numba_threads, part_threads
-from .tuning import UPDATE_BLOCK
+from .tuning import TEAM_SLEEP_US, TEAM_SPIN_YIELDS, UPDATE_BLOCK
 
 parallel_jit = njit(cache=True, nogil=True, parallel=True, **fm.FLAGS)
 
@@ -402,12 +404,22 @@ def _chunk_serial(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss
 
 # The team: one parallel region for the whole chunk (threads wake once per chunk, not once per
 # step). Claims are numbered across steps: claim q is part q % parts of step q // parts. A thread
-# that claimed a part of a step not yet open yields its core until the step opens (Q_EPOCH); the
-# thread that finishes a step's last part (Q_DONE) finishes the step (sums, statistics, update)
-# and opens the next. No thread ever waits for a thread that is waiting, so any number of
-# threads, run in any interleaving (or one after the other), completes the chunk, and a
-# descheduled thread holds back at most the part it holds.
+# takes claim q (compare-and-swap on Q_CLAIM) only once step q // parts is open (Q_EPOCH), so a
+# waiting thread holds no part: it yields its core a few times, then sleeps (TEAM_SPIN_YIELDS,
+# TEAM_SLEEP_US). The thread that finishes a step's last part (Q_DONE) finishes the step (sums,
+# statistics, update) and opens the next. No thread ever waits for a thread that is waiting, so
+# any number of threads, run in any interleaving (or one after the other), completes the
+# chunk, and a descheduled thread holds back at most the part it is running.
 Q_CLAIM, Q_DONE, Q_EPOCH, Q_STOP, Q_RESULT = 0, 1, 2, 3, 4
+
+
+@jit
+def _wait(spins):
+    """A waiting thread's spins-th wait: it yields its core first, then sleeps."""
+    if spins < TEAM_SPIN_YIELDS:
+        yield_thread()
+    else:
+        sleep_us(TEAM_SLEEP_US)
 
 
 @parallel_jit
@@ -419,15 +431,19 @@ def _team(threads, parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_a
     q = ws.counter
     for _ in prange(threads):
         mode = flush_subnormals(theta)
-        while True:
-            claim = fetch_add(q, Q_CLAIM, 1)
+        spins = 0
+        while atomic_read(q, Q_STOP) == 0:
+            claim = atomic_read(q, Q_CLAIM)
             k = claim // parts
             if k >= n_steps:
                 break
-            while atomic_read(q, Q_EPOCH) < k and atomic_read(q, Q_STOP) == 0:
-                yield_thread()
-            if atomic_read(q, Q_STOP) != 0:
-                break
+            if atomic_read(q, Q_EPOCH) < k:  # step k not open yet: wait, holding nothing
+                _wait(spins)
+                spins += 1
+                continue
+            if not compare_and_swap(q, Q_CLAIM, claim, claim + 1):
+                continue  # another thread took it
+            spins = 0
             _part_step(claim % parts, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
                        loss_code, X, Y, order, starts[k], counts[k], k == 0, act_range, ws)
             if fetch_add(q, Q_DONE, 1) + 1 == (k + 1) * parts:  # the step's last part
@@ -500,9 +516,8 @@ def train_chunk(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_c
                 hist_act, hist_delta, act_range, plan=None, threads=None):
     """Run len(starts) optimizer steps in one compiled call (see reference.train_chunk for the
     contract); returns (steps_done, diverged). ``plan`` (default: ``chunk_plan`` of the shape)
-    and ``threads`` (default: ``part_threads``; for the short steps of nets that are not big,
-    only the cores that are free when the chunk starts) change the speed only, never the
-    numbers: tests pass them to prove it."""
+    and ``threads`` (default: ``part_threads``) change the speed only, never the numbers: tests
+    pass them to prove it."""
     if plan is None:
         plan = chunk_plan(sizes, counts)
     args = (theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code, hyper,
@@ -515,8 +530,7 @@ def train_chunk(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_c
             if plan.parts == 1:
                 done, diverged = _chunk_serial(*args, ws)
             else:
-                n = (part_threads(plan.parts, free_cores_only=not plan.big) if threads is None
-                     else max(1, int(threads)))
+                n = part_threads(plan.parts) if threads is None else max(1, int(threads))
                 with numba_threads(min(n, numba.config.NUMBA_NUM_THREADS)):
                     if plan.big:
                         done, diverged = _chunk_parts(*args, plan.parts, n, True, ws)

@@ -11,7 +11,6 @@ only, so the numbers a run produces never depend on the number of threads or on 
 
 import os
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -62,13 +61,11 @@ def chunk_plan(sizes, counts):
 _pool_started = []
 
 
-def part_threads(parts, free_cores_only=False):
+def part_threads(parts):
     """Threads for the parts: numba's (numba.get_num_threads()), at most OMP_NUM_THREADS when that
-    is set (joblib/loky sets it to cores // workers in its workers), at most parts, and with
-    ``free_cores_only`` at most the cores no other task is running on right now
-    (``free_cores``). On first use numba's OpenMP pool starts with passive waits (unless
-    OMP_WAIT_POLICY says otherwise): spinning threads on a busy machine would stall each other
-    for whole time slices."""
+    is set (joblib/loky sets it to cores // workers in its workers), at most parts. On first use
+    numba's OpenMP pool starts with passive waits (unless OMP_WAIT_POLICY says otherwise):
+    spinning threads on a busy machine would stall each other for whole time slices."""
     if not _pool_started:
         saved = os.environ.get("OMP_WAIT_POLICY")
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -86,46 +83,7 @@ def part_threads(parts, free_cores_only=False):
         threads = min(threads, int(os.environ.get("OMP_NUM_THREADS", threads)))
     except ValueError:
         pass
-    if free_cores_only:
-        free = free_cores()
-        if free is not None:
-            threads = min(threads, free)
     return max(1, min(threads, parts))
-
-
-def _running_here():
-    """Runnable threads of this process (state R in /proc/self/task/*/stat), this one included."""
-    n = 0
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/stat", "rb") as f:
-                n += f.read().rsplit(b")", 1)[1].split()[0] == b"R"
-        except OSError:  # the thread ended meanwhile
-            pass
-    return max(1, n)
-
-
-def free_cores(reads=3, pause=2e-4):
-    """Cores of this process's CPU set that no other process's runnable task holds right now, or
-    None where unknown. Linux counts the machine's runnable tasks in /proc/loadavg (4th field);
-    this process's own (its writer thread, say) are not load. The least of a few reads
-    ``pause`` seconds apart, so a task that runs for a moment is not counted. A chunk of short
-    steps takes only these cores: on a core shared with another process a thread is
-    descheduled for whole time slices, holding its part, and the step waits for it."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-        others = []
-        for i in range(reads):
-            if i:
-                time.sleep(pause)
-            with open("/proc/loadavg", "rb") as f:
-                running = int(f.read().split()[3].split(b"/")[0])
-            others.append(running - _running_here() if running > 1 else 0)
-            if others[-1] <= 0:
-                break
-    except (AttributeError, OSError, ValueError, IndexError):
-        return None
-    return max(1, cores - max(0, min(others)))
 
 
 @contextmanager

@@ -15,6 +15,13 @@ BLAS_MIN_MACS = 16384
 PARALLEL_MIN_MACS = 4_000_000
 PART_MIN_COLUMNS = 32
 PARTS_MAX = 4
+# A team thread waiting for the next step to open (cpu_chunk._team) yields its core this many
+# times (the other thread is finishing the step: tens of microseconds), then sleeps
+# TEAM_SLEEP_US at a time: a sleeping thread leaves its core idle, so the scheduler moves a
+# thread that another process had descheduled (holding a part) onto it, where yielding would
+# keep that core busy doing nothing while the part waits a whole time slice.
+TEAM_SPIN_YIELDS = 200
+TEAM_SLEEP_US = 20
 # ... and with at least this many parameters ("big"), the gradient sum, norms and update run
 # layer by layer on all threads too, in parallel regions of their own each step. Below it the
 # thread that finishes a step's last part does them alone: waking the other threads three times
