@@ -1,5 +1,8 @@
 """Performance tunables, one place for every kernel set (numbers here change speed, never results
-beyond float round-off)."""
+beyond float round-off).
+
+The compiled kernels read these when they are compiled, and numba's cache tracks only the file
+of the function it compiled: after editing a number here, delete ``lab/kernels/__pycache__``."""
 
 # --- CPU (lab/kernels/cpu.py); measured with `python -m lab.bench` ------------------------------
 # Below this many multiply-adds a matmul runs as an inlined loop nest; above it goes to BLAS,
@@ -16,11 +19,12 @@ PARALLEL_MIN_MACS = 4_000_000
 PART_MIN_COLUMNS = 32
 PARTS_MAX = 4
 # A team thread waiting for the next step to open (cpu_chunk._team) yields its core this many
-# times (the other thread is finishing the step: tens of microseconds), then sleeps
-# TEAM_SLEEP_US at a time: a sleeping thread leaves its core idle, so the scheduler moves a
-# thread that another process had descheduled (holding a part) onto it, where yielding would
-# keep that core busy doing nothing while the part waits a whole time slice.
-TEAM_SPIN_YIELDS = 200
+# times (~0.3-0.6 us each: long enough for the other thread to finish a 10x64 step, ~100 us),
+# then sleeps TEAM_SLEEP_US at a time (usleep: ~100 us with the kernel's timer slack). A
+# sleeping thread leaves its core idle, so the scheduler moves a thread that another process
+# had descheduled (holding a part) onto it, where yielding would keep that core busy doing
+# nothing while the part waits a whole time slice.
+TEAM_SPIN_YIELDS = 1000
 TEAM_SLEEP_US = 20
 # ... and with at least this many parameters ("big"), the gradient sum, norms and update run
 # layer by layer on all threads too, in parallel regions of their own each step. Below it the
