@@ -74,3 +74,34 @@ def test_forward_and_evaluate_on_a_large_set_match_the_reference(rng):
     np.testing.assert_allclose(fast.forward(X), ref.forward(X), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(fast.evaluate(X, Y, "bce"), ref.evaluate(X, Y, "bce"),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log10_histogram_table_is_the_formula(dtype):
+    """The CPU chunk bins log10|dZ| from a table over the binary exponent: for every value (the
+    table's own edges and their neighbours, random magnitudes, 0, subnormals, inf, NaN) it
+    gives the bin that the defining formula (cpu._delta_bin, a log10 per value) gives."""
+    from numba import njit
+
+    from lab.kernels import cpu
+
+    @njit
+    def by_formula(values, nb):
+        counts = np.zeros(nb, np.int64)
+        for v in values:
+            counts[cpu._delta_bin(abs(v), nb)] += 1
+        return counts
+
+    base, edge = cpu._delta_bin_table(np.zeros(1, dtype), HIST_BINS)
+    edges = edge[np.isfinite(edge)]
+    assert len(edges) == HIST_BINS - 1  # every bin boundary inside some octave
+    near = np.concatenate([edges, np.nextafter(edges, dtype(0)), np.nextafter(edges, dtype(np.inf))])
+    rng = np.random.default_rng(0)
+    tiny = np.finfo(dtype).tiny
+    values = np.concatenate([
+        near, -near, (10.0 ** rng.uniform(-16, 4, 100_000)).astype(dtype),
+        np.array([0.0, -0.0, np.nan, np.inf, -np.inf, tiny, tiny / 4, np.finfo(dtype).max])
+    ]).astype(dtype)
+    counts = np.zeros(HIST_BINS, np.int64)
+    cpu._log10_abs_histogram(values, counts, base, edge)
+    np.testing.assert_array_equal(counts, by_formula(values, HIST_BINS))

@@ -152,3 +152,4 @@ def test_parts_stop_at_the_reference_divergence_step(threads):
     np.testing.assert_allclose(theta_c, theta_r, rtol=1e-10)
     k = done_r[0]
     np.testing.assert_allclose(out_c[0][:k], out_r[0][:k], rtol=1e-10)
+

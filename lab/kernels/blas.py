@@ -57,6 +57,41 @@ def dot(x, y):
 
 
 @jit
+def add_sq_sum(x, y):
+    """x += y (1-D, in place), returning sum(x**2) of the result in ``dot``'s fixed order: the
+    sum of two gradients and its squared norm in one pass."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    n = x.shape[0]
+    p = 0
+    while p + 8 <= n:
+        v0 = x[p] + y[p]
+        v1 = x[p + 1] + y[p + 1]
+        v2 = x[p + 2] + y[p + 2]
+        v3 = x[p + 3] + y[p + 3]
+        v4 = x[p + 4] + y[p + 4]
+        v5 = x[p + 5] + y[p + 5]
+        v6 = x[p + 6] + y[p + 6]
+        v7 = x[p + 7] + y[p + 7]
+        x[p], x[p + 1], x[p + 2], x[p + 3] = v0, v1, v2, v3
+        x[p + 4], x[p + 5], x[p + 6], x[p + 7] = v4, v5, v6, v7
+        s0 += v0 * v0
+        s1 += v1 * v1
+        s2 += v2 * v2
+        s3 += v3 * v3
+        s4 += v4 * v4
+        s5 += v5 * v5
+        s6 += v6 * v6
+        s7 += v7 * v7
+        p += 8
+    while p < n:
+        v = x[p] + y[p]
+        x[p] = v
+        s0 += v * v
+        p += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@jit
 def sq_sum(x):
     """sum(x**2) (1-D) = dot(x, x): one fixed-order reduction."""
     return dot(x, x)

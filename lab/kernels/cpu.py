@@ -436,32 +436,89 @@ def _histogram(values, lo, hi, counts):
 
 
 @jit
-def _log10_abs_histogram(values, counts):
-    """Add log10|values| into len(counts) bins on DELTA_LOG10_RANGE (0 and NaN: the low bin)."""
-    nb = counts.shape[0]
-    scale = nb / (DELTA_HI - DELTA_LO)
-    for v in values.ravel():
-        a = abs(v)
-        if not a > 0:
-            counts[0] += 1
+def _delta_bin(a, nb):
+    """The bin of log10(a), a = |dZ| >= 0 of dZ's dtype, among nb bins on DELTA_LOG10_RANGE
+    (0 and NaN: the low bin; outside values: the end bins). The definition; the histogram
+    itself reads it from a table (``_delta_bin_table``), which reproduces it for every a."""
+    if not a > 0:  # also catches NaN
+        return 0
+    x = math.log10(a)
+    if x <= DELTA_LO:
+        return 0
+    if x >= DELTA_HI:
+        return nb - 1
+    return min(int(math.floor((x - DELTA_LO) * (nb / (DELTA_HI - DELTA_LO)))), nb - 1)
+
+
+@jit
+def _float_format(x):
+    """(exponent codes, bias, mantissa bits) of x's float type."""
+    return (2048, 1023, 52) if x.itemsize == 8 else (256, 127, 23)
+
+
+@jit
+def _delta_bin_table(like, nb):
+    """_delta_bin as a table over the binary exponent of a (dtype of ``like``): a bin spans
+    14/40 decades, more than the octave [2^e, 2^(e+1)), so within one octave _delta_bin takes
+    at most two values, base[e] and base[e] + 1 from edge[e] on (found by bisection on the
+    float grid; +inf when the octave lies in one bin). Zero and subnormals (code 0) fall in the
+    low bin, inf in the top one, NaN is sent low by the caller."""
+    n_exp, bias, _ = _float_format(like)
+    dt = like.dtype.type
+    zero, two = dt(0.0), dt(2.0)
+    base = np.zeros(n_exp, np.int64)
+    edge = np.full(n_exp, np.inf, like.dtype)
+    for e in range(1, n_exp - 1):
+        lo = dt(math.ldexp(1.0, e - bias))
+        hi = np.nextafter(dt(math.ldexp(1.0, e - bias + 1)), zero)  # the octave's largest float
+        b = _delta_bin(lo, nb)
+        base[e] = b
+        if _delta_bin(hi, nb) == b:
             continue
-        x = math.log10(a)
-        if x <= DELTA_LO:
-            counts[0] += 1
-        elif x >= DELTA_HI:
-            counts[nb - 1] += 1
-        else:
-            counts[min(int(math.floor((x - DELTA_LO) * scale)), nb - 1)] += 1
+        while True:  # invariant: bin(lo) == b < bin(hi)
+            mid = lo + (hi - lo) / two
+            if mid == lo or mid == hi:
+                break
+            if _delta_bin(mid, nb) > b:
+                hi = mid
+            else:
+                lo = mid
+        edge[e] = hi
+    base[n_exp - 1] = nb - 1  # inf (NaN: sent low by the caller)
+    edge[n_exp - 1] = np.nan  # never reached: inf stays in the top bin
+    return base, edge
+
+
+@jit
+def _count_bins(values, bits, shift, mask, base, edge, counts):
+    """counts[base[e] + (|v| >= edge[e])] += 1 for each value, e its exponent bits; NaN low."""
+    for i in range(values.shape[0]):
+        e = (bits[i] >> shift) & mask
+        a = abs(values[i])
+        b = base[e] + (1 if a >= edge[e] else 0)
+        counts[b if a == a else 0] += 1
+
+
+@jit
+def _log10_abs_histogram(values, counts, base, edge):
+    """Add log10|values| into len(counts) bins on DELTA_LOG10_RANGE (``_delta_bin`` read from its
+    table: two lookups a value instead of a log10, ~5x faster)."""
+    flat = values.ravel()
+    _, _, mant = _float_format(flat)
+    if flat.itemsize == 8:
+        _count_bins(flat, flat.view(np.int64), mant, 0x7FF, base, edge, counts)
+    else:
+        _count_bins(flat, flat.view(np.int32), mant, 0xFF, base, edge, counts)
 
 
 @jit
 def _backward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, A0, Y, m, m_all,
                    uoff, zbuf, abuf, grad, dz_a, dz_b, raw, hist, hist_act, hist_delta,
-                   act_range, accbuf):
+                   act_range, accbuf, bin_base, bin_edge):
     """Loss (over these m columns, / m_all) and, for l = L..1, dW[l] = dZ[l] A[l-1]^T,
     db[l] = sum_cols dZ[l], dZ[l-1] = (W[l]^T dZ[l]) * g'(Z[l-1]) into grad; |dZ|^2 and the
     activations' squared deviations into raw (the forward pass left the sums there); the
-    histograms of A and log10|dZ| if hist."""
+    histograms of A and log10|dZ| if hist (bin_base, bin_edge: ``_delta_bin_table``)."""
     L = sizes.shape[0] - 1
     acc = mat(accbuf, 0, 4, m)
     nL = sizes[L]
@@ -481,7 +538,7 @@ def _backward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, A
         if hist:
             _histogram(_view(abuf, uoff[l], n_out, m), act_range[l, 0], act_range[l, 1],
                        hist_act[l])
-            _log10_abs_histogram(dZ, hist_delta[l])
+            _log10_abs_histogram(dZ, hist_delta[l], bin_base, bin_edge)
         if l > 0:
             dA = _view(other, 0, n_in, m)
             matmul_tn(W, dZ, dA)
@@ -552,14 +609,15 @@ def gradients(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, X, Y):
     no_hist = np.zeros((L, 1), np.int64)
     loss = _backward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, A0,
                           np.ascontiguousarray(Y), m, m, uoff, zbuf, abuf, grad, dz_a, dz_b,
-                          raw, False, no_hist, no_hist, np.zeros((L, 2)), acc)
+                          raw, False, no_hist, no_hist, np.zeros((L, 2)), acc,
+                          np.zeros(1, np.int64), np.zeros(1, theta.dtype))
     return loss, grad
 
 
 # --- the optimizer update ---------------------------------------------------------------------------
 
 @jit
-def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_step):
+def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_step, steps):
     """theta[lo:hi] -= step in place, with g = grad, v = vel, s = sq (t counts updates from 1):
 
     - sgd:      step = lr g
@@ -569,17 +627,20 @@ def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_
                 step = lr (v r1) / (sqrt(s r2) + eps),  r1 = 1/(1 - beta1^t), r2 = 1/(1 - beta2^t)
                 (multiplied, not divided: one division per parameter instead of three).
 
-    With keep_step, grad[lo:hi] is overwritten by the step. Loops index views from 0, so LLVM
-    knows the indices are non-negative and vectorizes."""
+    With keep_step, the steps go to steps[0:hi - lo], a buffer of their own: were it grad
+    itself, LLVM's runtime alias check would send every call to the scalar loop (4x slower
+    for Adam). Loops index views from 0, so LLVM knows the indices are non-negative and
+    vectorizes."""
     n = hi - lo
     th, gr, ve, sqr = seg(theta, lo, n), seg(grad, lo, n), seg(vel, lo, n), seg(sq, lo, n)
+    out = steps if keep_step else gr
     lr = hyper[H_LR]
     if opt_code == SGD:
         for p in range(n):
             step = lr * gr[p]
             th[p] -= step
             if keep_step:
-                gr[p] = step
+                out[p] = step
     elif opt_code == MOMENTUM:
         beta = hyper[H_BETA]
         for p in range(n):
@@ -588,7 +649,7 @@ def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_
             step = lr * v
             th[p] -= step
             if keep_step:
-                gr[p] = step
+                out[p] = step
     elif opt_code == RMSPROP:
         beta2, eps = hyper[H_BETA2], hyper[H_EPS]
         for p in range(n):
@@ -598,7 +659,7 @@ def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_
             step = lr * g / (math.sqrt(s) + eps)
             th[p] -= step
             if keep_step:
-                gr[p] = step
+                out[p] = step
     else:  # ADAM
         beta1, beta2, eps = hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS]
         for p in range(n):
@@ -610,7 +671,7 @@ def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_
             step = lr * (v * r1) / (math.sqrt(s * r2) + eps)
             th[p] -= step
             if keep_step:
-                gr[p] = step
+                out[p] = step
 
 
 @jit
@@ -622,7 +683,8 @@ def _corrections(hyper, t):
 @jit
 def update(theta, grad, vel, sq, opt_code, hyper, t):
     r1, r2 = _corrections(hyper, t)
-    _update_segment(theta, grad, vel, sq, 0, theta.shape[0], opt_code, hyper, r1, r2, False)
+    _update_segment(theta, grad, vel, sq, 0, theta.shape[0], opt_code, hyper, r1, r2, False,
+                    grad)
 
 
 @jit

@@ -11,14 +11,15 @@ numbers are the same for any thread count and any timing.
 """
 
 import math
-from collections import namedtuple
+import threading
+from collections import OrderedDict, namedtuple
 
 import numba
 import numpy as np
 from numba import njit, prange
 
 from . import fastmath as fm
-from .blas import sq_sum
+from .blas import add_sq_sum, sq_sum
 from .codes import (
     H_THRESHOLD,
     L_ACT_MEAN,
@@ -40,6 +41,7 @@ from .cpu import (
     R_SUM,
     _backward_pass,
     _corrections,
+    _delta_bin_table,
     _forward_pass,
     _hits,
     _is_packed,
@@ -50,15 +52,18 @@ from .cpu import (
 )
 from .intrinsics import (
     atomic_read,
+    compare_and_swap,
     fetch_add,
     flush_subnormals,
     jit,
     mat,
     restore_mode,
     seg,
+    sleep_us,
     yield_thread,
 )
 from .threads import blas_threads, chunk_plan, numba_threads, part_threads
+from .tuning import TEAM_SLEEP_US, TEAM_SPIN_YIELDS, UPDATE_BLOCK
 
 parallel_jit = njit(cache=True, nogil=True, parallel=True, **fm.FLAGS)
 
@@ -73,6 +78,8 @@ Workspace = namedtuple("Workspace", [
     "counter",  # int64[8], atomic: Q_CLAIM, Q_DONE, Q_EPOCH, Q_STOP, Q_RESULT (see _chunk_team)
     "sums",  # (L, 3): |dW|^2, |db|^2, |W|^2 per layer
     "moved",  # (L,): |step W|^2 per layer
+    "steps",  # n_theta: the update's steps (never written over the gradient: see _update_serial)
+    "bin_base", "bin_edge",  # the log10|dZ| histogram's table (cpu._delta_bin_table)
 ])
 
 
@@ -89,6 +96,7 @@ def _workspace(theta, sizes, parts, per_max, bins):
     stride = np.array([n_x * per_max, nL * per_max, nL * per_max, units * per_max,
                        widest * per_max, 4 * per_max], dtype=np.int64)
     dt = theta.dtype
+    bin_base, bin_edge = _delta_bin_table(theta, bins)
     return Workspace(
         _unit_offsets(sizes), stride,
         np.empty(parts * stride[0], dt), np.empty(parts * stride[1], dt),
@@ -98,7 +106,49 @@ def _workspace(theta, sizes, parts, per_max, bins):
         np.empty(parts * theta.shape[0], dt), np.zeros((parts, N_RAW, L)),
         np.zeros((parts, L, bins), np.int64), np.zeros((parts, L, bins), np.int64),
         np.zeros(parts), np.zeros((parts, 2), np.int64), np.zeros(8, np.int64),
-        np.zeros((L, 3)), np.zeros(L))
+        np.zeros((L, 3)), np.zeros(L), np.empty(theta.shape[0], dt), bin_base, bin_edge)
+
+
+@jit
+def _reset(ws):
+    """A pooled workspace made ready for a new chunk: the counters and the first step's
+    histograms back to 0 (everything else is written before it is read)."""
+    ws.counter[:] = 0
+    ws.hists_act[...] = 0
+    ws.hists_delta[...] = 0
+
+
+# Workspaces are kept between chunks (at most WORKSPACES_KEPT shapes): a fresh one costs page
+# faults on every chunk (~150 MB for the 10x512 net at batch 1024, tens of ms of kernel time).
+# A chunk takes its workspace out of the pool and puts it back when done, so chunks running
+# at the same time in other threads never share one.
+WORKSPACES_KEPT = 2
+_pool_lock = threading.Lock()
+_pool = OrderedDict()
+
+
+def _take_workspace(theta, sizes, parts, per_max, bins):
+    key = (tuple(int(n) for n in sizes), int(parts), int(per_max), theta.dtype.str, int(bins))
+    with _pool_lock:
+        ws = _pool.pop(key, None)
+    if ws is None:
+        ws = _workspace(theta, sizes, parts, per_max, bins)
+    _reset(ws)
+    return key, ws
+
+
+def _give_back(key, ws):
+    with _pool_lock:
+        _pool[key] = ws
+        _pool.move_to_end(key)
+        while len(_pool) > WORKSPACES_KEPT:
+            _pool.popitem(last=False)
+
+
+def release_workspaces():
+    """Drop the kept workspaces (their memory goes back to the allocator)."""
+    with _pool_lock:
+        _pool.clear()
 
 
 @jit
@@ -130,7 +180,8 @@ def _part_step(p, parts, theta, sizes, w_off, b_off, hidden_act, out_act, loss_c
                   raw, accbuf)
     ws.losses[p] = _backward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code,
                                   A0, Yb, m, m_all, ws.uoff, zbuf, abuf, grad, dz_a, dz_b, raw,
-                                  hist, ws.hists_act[p], ws.hists_delta[p], act_range, accbuf)
+                                  hist, ws.hists_act[p], ws.hists_delta[p], act_range, accbuf,
+                                  ws.bin_base, ws.bin_edge)
     h, c = _hits(loss_code, _view(abuf, ws.uoff[sizes.shape[0] - 2], n_y, m), Yb)
     ws.hits[p, 0] = h
     ws.hits[p, 1] = c
@@ -154,29 +205,43 @@ def _parts_parallel(threads, parts, theta, sizes, w_off, b_off, hidden_act, out_
 @jit
 def _combine_layer(grads, parts, theta, sizes, w_off, b_off, l, sums):
     """Layer l: the other parts' gradients added into part 0's in part order
-    (((g_0 + g_1) + g_2) + ...), then sums[l] = (|dW|^2, |db|^2, |W|^2)."""
+    (((g_0 + g_1) + g_2) + ...), the squares of the result summed as the last part is added:
+    sums[l, 0:2] = (|dW|^2, |db|^2) with no further pass over the gradient."""
     n = theta.shape[0]
     n_w, n_b = sizes[l + 1] * sizes[l], sizes[l + 1]
-    for lo, cnt in ((w_off[l], n_w), (b_off[l], n_b)):
+    for lo, cnt, slot in ((w_off[l], n_w, 0), (b_off[l], n_b, 1)):
         g = seg(grads, lo, cnt)
-        for p in range(1, parts):
+        if parts == 1:
+            sums[l, slot] = sq_sum(g)
+            continue
+        for p in range(1, parts - 1):
             other = seg(grads, p * n + lo, cnt)
             for i in range(cnt):
                 g[i] += other[i]
-    sums[l, 0] = sq_sum(seg(grads, w_off[l], n_w))
-    sums[l, 1] = sq_sum(seg(grads, b_off[l], n_b))
-    sums[l, 2] = sq_sum(seg(theta, w_off[l], n_w))
+        sums[l, slot] = add_sq_sum(g, seg(grads, (parts - 1) * n + lo, cnt))
 
 
 @jit
-def _update_layer(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off, l, moved):
-    """Layer l's update (its steps overwrite grad), then moved[l] = |step W|^2."""
+def _update_layer(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off, l, sums,
+                  moved):
+    """Layer l's update, measured as it goes: W in blocks of UPDATE_BLOCK parameters, each
+    block's |W|^2 taken before and its steps' |step|^2 after its update while the block is in
+    cache (sums[l, 2] = |W|^2 before the update, moved[l] = |step W|^2: one read of W and of
+    dW, steps never written to memory); then b."""
     n_w = sizes[l + 1] * sizes[l]
-    _update_segment(theta, grad, vel, sq, w_off[l], w_off[l] + n_w, opt_code, hyper, r1, r2,
-                    True)
+    steps = np.empty(min(UPDATE_BLOCK, n_w), theta.dtype)
+    w_sq, step_sq = 0.0, 0.0
+    lo = w_off[l]
+    for start in range(0, n_w, UPDATE_BLOCK):
+        cnt = min(UPDATE_BLOCK, n_w - start)
+        w_sq += sq_sum(seg(theta, lo + start, cnt))
+        _update_segment(theta, grad, vel, sq, lo + start, lo + start + cnt, opt_code, hyper, r1,
+                        r2, True, steps)
+        step_sq += sq_sum(seg(steps, 0, cnt))
+    sums[l, 2] = w_sq
+    moved[l] = step_sq
     _update_segment(theta, grad, vel, sq, b_off[l], b_off[l] + sizes[l + 1], opt_code, hyper,
-                    r1, r2, True)
-    moved[l] = sq_sum(seg(grad, w_off[l], n_w))
+                    r1, r2, False, steps)
 
 
 @parallel_jit
@@ -192,7 +257,7 @@ def _layers_parallel(threads, update_now, theta, grad_or_grads, vel, sq, parts, 
         while l < L:
             if update_now:
                 _update_layer(theta, grad_or_grads, vel, sq, opt_code, hyper, r1, r2, sizes,
-                              w_off, b_off, l, ws.moved)
+                              w_off, b_off, l, ws.sums, ws.moved)
             else:
                 _combine_layer(grad_or_grads, parts, theta, sizes, w_off, b_off, l, ws.sums)
             l = fetch_add(ws.counter, 0, 1)
@@ -233,24 +298,25 @@ def _finish_stats(raws, parts, sizes, m_all, stats):
 
 @jit
 def _combine_serial(theta, sizes, w_off, b_off, parts, ws):
-    """The parts' gradients added into part 0's in part order, then the per-layer sums."""
-    n_theta = theta.shape[0]
-    grad = seg(ws.grads, 0, n_theta)
-    for p in range(1, parts):
-        other = seg(ws.grads, p * n_theta, n_theta)
-        for i in range(n_theta):
-            grad[i] += other[i]
+    """The parts' gradients added into part 0's in part order with their norms
+    (``_combine_layer``), then |W|^2 per layer, on this thread."""
     for l in range(sizes.shape[0] - 1):
-        n_out, n_in = sizes[l + 1], sizes[l]
-        ws.sums[l, 0] = sq_sum(seg(grad, w_off[l], n_out * n_in))
-        ws.sums[l, 1] = sq_sum(seg(grad, b_off[l], n_out))
-        ws.sums[l, 2] = sq_sum(seg(theta, w_off[l], n_out * n_in))
+        _combine_layer(ws.grads, parts, theta, sizes, w_off, b_off, l, ws.sums)
+        ws.sums[l, 2] = sq_sum(seg(theta, w_off[l], sizes[l + 1] * sizes[l]))
 
 
 @jit
-def _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_act, hist_delta):
-    """Step k's statistics from the workspace; True when the step diverged (non-finite loss or
-    gradient norm, or loss above hyper[H_THRESHOLD])."""
+def _weight_norms(k, sizes, ws, layer_stats):
+    for l in range(sizes.shape[0] - 1):
+        layer_stats[k, L_WEIGHT, l] = math.sqrt(ws.sums[l, 2])
+
+
+@jit
+def _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_act, hist_delta,
+                 weights_known):
+    """Step k's statistics from the workspace (the weight norms too if weights_known: the big
+    nets' update measures them); True when the step diverged (non-finite loss or gradient norm,
+    or loss above hyper[H_THRESHOLD])."""
     L = sizes.shape[0] - 1
     stats = layer_stats[k]
     _finish_stats(ws.raws, parts, sizes, m_all, stats)
@@ -267,8 +333,9 @@ def _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_a
     for l in range(L):
         grad_sq += ws.sums[l, 0] + ws.sums[l, 1]
         stats[L_GRAD, l] = math.sqrt(ws.sums[l, 0])
-        stats[L_WEIGHT, l] = math.sqrt(ws.sums[l, 2])
         stats[L_UPDATE, l] = 0.0
+    if weights_known:
+        _weight_norms(k, sizes, ws, layer_stats)
     grad_total = math.sqrt(grad_sq)
     scalars[k, S_LOSS] = loss
     scalars[k, S_GRAD_TOTAL] = grad_total
@@ -278,17 +345,20 @@ def _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_a
 
 @jit
 def _update_serial(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off, packed,
-                   moved):
-    """The update on one thread (one pass over all parameters when packed); the steps overwrite
-    grad, so each layer's update ratio is one more vector sum over its W part."""
+                   sums, moved, steps):
+    """The update on one thread (one pass over all parameters when packed); the steps go to
+    their own buffer, so each layer's update ratio is one more vector sum over its W part.
+    (Writing them over grad, which the loop reads, made LLVM's runtime alias check fail:
+    the scalar fallback loop ran, 4x slower for Adam.)"""
     if packed:
-        _update_segment(theta, grad, vel, sq, 0, theta.shape[0], opt_code, hyper, r1, r2, True)
+        _update_segment(theta, grad, vel, sq, 0, theta.shape[0], opt_code, hyper, r1, r2, True,
+                        steps)
         for l in range(sizes.shape[0] - 1):
-            moved[l] = sq_sum(seg(grad, w_off[l], sizes[l + 1] * sizes[l]))
-    else:
+            moved[l] = sq_sum(seg(steps, w_off[l], sizes[l + 1] * sizes[l]))
+    else:  # (sums[l, 2] measured again by the update: the statistics already hold the norms)
         for l in range(sizes.shape[0] - 1):
             _update_layer(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off, l,
-                          moved)
+                          sums, moved)
 
 
 @jit
@@ -305,11 +375,11 @@ def _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper,
     and (unless it diverged: returns True) the update and its ratios, on this thread."""
     _combine_serial(theta, sizes, w_off, b_off, parts, ws)
     if _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_act,
-                    hist_delta):
+                    hist_delta, True):
         return True
     r1, r2 = _corrections(hyper, t_start + k + 1)
     _update_serial(theta, seg(ws.grads, 0, theta.shape[0]), vel, sq, opt_code, hyper, r1, r2,
-                   sizes, w_off, b_off, packed, ws.moved)
+                   sizes, w_off, b_off, packed, ws.sums, ws.moved, ws.steps)
     _update_ratios(k, sizes, ws, layer_stats)
     return False
 
@@ -317,9 +387,8 @@ def _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper,
 @jit
 def _chunk_serial(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
                   hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
-                  hist_delta, act_range):
+                  hist_delta, act_range, ws):
     """train_chunk's loop for one part per step, on this thread (no parallel code compiled)."""
-    ws = _workspace(theta, sizes, 1, counts.max(), hist_act.shape[1])
     packed = _is_packed(theta, sizes, w_off, b_off)
     mode = flush_subnormals(theta)
     for k in range(starts.shape[0]):
@@ -335,12 +404,22 @@ def _chunk_serial(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss
 
 # The team: one parallel region for the whole chunk (threads wake once per chunk, not once per
 # step). Claims are numbered across steps: claim q is part q % parts of step q // parts. A thread
-# that claimed a part of a step not yet open yields its core until the step opens (Q_EPOCH); the
-# thread that finishes a step's last part (Q_DONE) finishes the step (sums, statistics, update)
-# and opens the next. No thread ever waits for a thread that is waiting, so any number of
-# threads, run in any interleaving (or one after the other), completes the chunk, and a
-# descheduled thread holds back at most the part it holds.
+# takes claim q (compare-and-swap on Q_CLAIM) only once step q // parts is open (Q_EPOCH), so a
+# waiting thread holds no part: it yields its core a few times, then sleeps (TEAM_SPIN_YIELDS,
+# TEAM_SLEEP_US). The thread that finishes a step's last part (Q_DONE) finishes the step (sums,
+# statistics, update) and opens the next. No thread ever waits for a thread that is waiting, so
+# any number of threads, run in any interleaving (or one after the other), completes the
+# chunk, and a descheduled thread holds back at most the part it is running.
 Q_CLAIM, Q_DONE, Q_EPOCH, Q_STOP, Q_RESULT = 0, 1, 2, 3, 4
+
+
+@jit
+def _wait(spins):
+    """A waiting thread's spins-th wait: it yields its core first, then sleeps."""
+    if spins < TEAM_SPIN_YIELDS:
+        yield_thread()
+    else:
+        sleep_us(TEAM_SLEEP_US)
 
 
 @parallel_jit
@@ -352,15 +431,19 @@ def _team(threads, parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_a
     q = ws.counter
     for _ in prange(threads):
         mode = flush_subnormals(theta)
-        while True:
-            claim = fetch_add(q, Q_CLAIM, 1)
+        spins = 0
+        while atomic_read(q, Q_STOP) == 0:
+            claim = atomic_read(q, Q_CLAIM)
             k = claim // parts
             if k >= n_steps:
                 break
-            while atomic_read(q, Q_EPOCH) < k and atomic_read(q, Q_STOP) == 0:
-                yield_thread()
-            if atomic_read(q, Q_STOP) != 0:
-                break
+            if atomic_read(q, Q_EPOCH) < k:  # step k not open yet: wait, holding nothing
+                _wait(spins)
+                spins += 1
+                continue
+            if not compare_and_swap(q, Q_CLAIM, claim, claim + 1):
+                continue  # another thread took it
+            spins = 0
             _part_step(claim % parts, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
                        loss_code, X, Y, order, starts[k], counts[k], k == 0, act_range, ws)
             if fetch_add(q, Q_DONE, 1) + 1 == (k + 1) * parts:  # the step's last part
@@ -377,10 +460,8 @@ def _team(threads, parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_a
 @jit
 def _chunk_team(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
                 hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
-                hist_delta, act_range, parts, threads):
+                hist_delta, act_range, parts, threads, ws):
     """train_chunk's loop for `parts` parts per step, claimed by `threads` threads."""
-    per_max = (counts.max() + parts - 1) // parts
-    ws = _workspace(theta, sizes, parts, per_max, hist_act.shape[1])
     packed = _is_packed(theta, sizes, w_off, b_off)
     _team(threads, parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code,
           opt_code, hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
@@ -393,12 +474,10 @@ def _chunk_team(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_c
 @jit
 def _chunk_parts(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
                  hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
-                 hist_delta, act_range, parts, threads, big):
+                 hist_delta, act_range, parts, threads, big, ws):
     """train_chunk's loop for big nets: `parts` parts per step on `threads` threads, then the
     gradient sum, norms and update layer by layer on the threads too (a parallel region per
     phase: on steps this long, waking the threads costs nothing)."""
-    per_max = (counts.max() + parts - 1) // parts
-    ws = _workspace(theta, sizes, parts, per_max, hist_act.shape[1])
     packed = _is_packed(theta, sizes, w_off, b_off)
     grad = seg(ws.grads, 0, theta.shape[0])
     mode = flush_subnormals(theta)
@@ -406,22 +485,27 @@ def _chunk_parts(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_
         m_all = counts[k]
         _parts_parallel(threads, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
                         loss_code, X, Y, order, starts[k], m_all, k == 0, act_range, ws)
-        if big:
+        if big:  # |dW|^2 with the sum; |W|^2 with the update (or below if the step diverged)
             _layers_parallel(threads, False, theta, ws.grads, vel, sq, parts, opt_code, hyper,
                              1.0, 1.0, sizes, w_off, b_off, ws)
         else:
             _combine_serial(theta, sizes, w_off, b_off, parts, ws)
         if _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_act,
-                        hist_delta):
+                        hist_delta, not big):
+            if big:
+                for l in range(sizes.shape[0] - 1):
+                    ws.sums[l, 2] = sq_sum(seg(theta, w_off[l], sizes[l + 1] * sizes[l]))
+                _weight_norms(k, sizes, ws, layer_stats)
             restore_mode(mode)
             return k + 1, True
         r1, r2 = _corrections(hyper, t_start + k + 1)
         if big:
             _layers_parallel(threads, True, theta, grad, vel, sq, parts, opt_code, hyper, r1, r2,
                              sizes, w_off, b_off, ws)
+            _weight_norms(k, sizes, ws, layer_stats)
         else:
             _update_serial(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off,
-                           packed, ws.moved)
+                           packed, ws.sums, ws.moved, ws.steps)
         _update_ratios(k, sizes, ws, layer_stats)
     restore_mode(mode)
     return starts.shape[0], False
@@ -439,14 +523,19 @@ def train_chunk(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_c
     args = (theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code, hyper,
             t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act, hist_delta,
             act_range)
-    with blas_threads(plan.blas_threads):
-        if plan.parts == 1:
-            done, diverged = _chunk_serial(*args)
-        else:
-            n = part_threads(plan.parts) if threads is None else max(1, int(threads))
-            with numba_threads(min(n, numba.config.NUMBA_NUM_THREADS)):
-                if plan.big:
-                    done, diverged = _chunk_parts(*args, plan.parts, n, True)
-                else:
-                    done, diverged = _chunk_team(*args, plan.parts, n)
+    per_max = (int(counts.max()) + plan.parts - 1) // plan.parts if len(counts) else 1
+    key, ws = _take_workspace(theta, sizes, plan.parts, per_max, hist_act.shape[1])
+    try:
+        with blas_threads(plan.blas_threads):
+            if plan.parts == 1:
+                done, diverged = _chunk_serial(*args, ws)
+            else:
+                n = part_threads(plan.parts) if threads is None else max(1, int(threads))
+                with numba_threads(min(n, numba.config.NUMBA_NUM_THREADS)):
+                    if plan.big:
+                        done, diverged = _chunk_parts(*args, plan.parts, n, True, ws)
+                    else:
+                        done, diverged = _chunk_team(*args, plan.parts, n, ws)
+    finally:
+        _give_back(key, ws)
     return int(done), bool(diverged)

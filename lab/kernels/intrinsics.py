@@ -97,6 +97,41 @@ def atomic_read(typingctx, counter, index):
 
 
 @intrinsic
+def compare_and_swap(typingctx, counter, index, expected, value):
+    """counter[index] = value if it equals expected, atomically (sequentially consistent);
+    True when it did. counter: a 1-D contiguous int64 array."""
+    if not _is_counter(counter):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.intp)
+        old = context.cast(builder, args[2], sig.args[2], types.int64)
+        new = context.cast(builder, args[3], sig.args[3], types.int64)
+        ptr = builder.gep(arr.data, [i])
+        pair = builder.cmpxchg(ptr, old, new, "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 1)
+
+    return types.boolean(counter, index, expected, value), codegen
+
+
+@intrinsic
+def sleep_us(typingctx, us):
+    """Sleep about `us` microseconds (POSIX usleep): the core is free meanwhile."""
+    if not isinstance(us, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "usleep")
+        builder.call(fn, [builder.trunc(context.cast(builder, args[0], sig.args[0], types.int64),
+                                        ir.IntType(32))])
+        return context.get_dummy_value()
+
+    return types.void(us), codegen
+
+
+@intrinsic
 def yield_thread(typingctx):
     """Give the core away (POSIX sched_yield) while waiting for other threads."""
     def codegen(context, builder, sig, args):

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from .tuning import (
+    BIG_PART_MIN_COLUMNS,
     BLAS_THREADS_MIN_MACS,
     PARALLEL_MIN_MACS,
     PARALLEL_MIN_PARAMS,
@@ -40,16 +41,17 @@ def chunk_plan(sizes, counts):
     """The plan for a chunk of steps whose batches have ``counts`` columns (shape only: see the
     module docstring). Parts when a step has at least ``PARALLEL_MIN_MACS`` multiply-adds and
     two parts of ``PART_MIN_COLUMNS`` columns fit the smallest batch (at most ``PARTS_MAX``);
-    then ``big`` with at least ``PARALLEL_MIN_PARAMS`` parameters. BLAS runs single-threaded
-    whenever parts run, or when no matrix product reaches ``BLAS_THREADS_MIN_MACS``."""
+    then ``big`` with at least ``PARALLEL_MIN_PARAMS`` parameters, whose parts have at least
+    ``BIG_PART_MIN_COLUMNS`` columns. BLAS runs single-threaded whenever parts run, or when no
+    matrix product reaches ``BLAS_THREADS_MIN_MACS``."""
     sizes = np.asarray(sizes)
     m = int(np.min(counts)) if len(counts) else 1
     layer_macs = sizes[1:] * sizes[:-1]
     step_macs = 3 * int(layer_macs.sum()) * m
-    parts = min(PARTS_MAX, m // PART_MIN_COLUMNS)
+    big = int(layer_macs.sum() + sizes[1:].sum()) >= PARALLEL_MIN_PARAMS
+    parts = min(PARTS_MAX, m // (BIG_PART_MIN_COLUMNS if big else PART_MIN_COLUMNS))
     if step_macs >= PARALLEL_MIN_MACS and parts >= 2:
-        params = int(layer_macs.sum() + sizes[1:].sum())
-        return ChunkPlan(parts, params >= PARALLEL_MIN_PARAMS, 1)
+        return ChunkPlan(parts, big, 1)
     blas = None if int(layer_macs.max()) * m >= BLAS_THREADS_MIN_MACS else 1
     return ChunkPlan(1, False, blas)
 
