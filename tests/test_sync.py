@@ -94,7 +94,7 @@ def test_kill_9_then_sync_closes_the_run_as_lost_and_loses_nothing(tmp_path):
     kill_9_with_its_writer(proc)
     run_id = meta["run_id"]
     assert client.get_run(run_id).info.status == "RUNNING"  # what kill -9 leaves behind
-    done = sync(store, run_dir)
+    done = sync(store, extra=["--repair"])  # finds it by this host's RUNNING runs
     assert done.returncode == 0, done.stderr
     assert "1 runs closed (1 as lost)" in done.stdout, done.stdout
     run = client.get_run(run_id)
@@ -142,23 +142,6 @@ def test_kill_9_of_a_sweep_launcher_its_writer_closes_everything_as_lost(tmp_pat
     assert done.returncode == 0, done.stderr
     again = sync(store, tmp_path / "sweep")
     assert "0 metric values and 0 artifacts added, 0 runs closed" in again.stdout, again.stdout
-
-
-@pytest.mark.slow
-def test_repair_closes_runs_of_dead_processes(tmp_path):
-    """A run whose process died with its writer (kill -9 of both) is closed by the next
-    repair."""
-    store = tmp_path / "mlruns.db"
-    client = new_store(store)
-    proc = lab(tmp_path, store, *SMALL_RUN, "train.steps=200000",
-               "tracking.experiment=repair", wait=False)
-    meta = wait_for_rows(tmp_path / "run", 100, proc)
-    kill_9_with_its_writer(proc)
-    done = sync(store, extra=["--repair"])
-    assert done.returncode == 0, done.stderr
-    child = client.get_run(meta["run_id"])
-    assert (child.info.status, child.data.tags["status"]) == ("KILLED", "lost")
-    assert_store_holds_record(client, meta["run_id"], tmp_path / "run")
 
 
 def test_sync_of_a_sweep_into_an_empty_store_copies_it_whole(identity_sweep, tmp_path):
