@@ -139,10 +139,11 @@ def store_steps(name, logged_steps, total_steps, log_every="auto", detail="defau
     return steps[fine if plan.is_fine(name) else coarse].tolist()
 
 
-def store_view(client, experiment):
+def store_view(client, experiment, metrics=None):
     """What a store holds of an experiment, by run uid (ids differ between stores): name,
     status, params, tags (without MLflow's own but the run name), parent's uid, the number of
-    values of each metric, artifact paths. Two stores holding the same runs give equal views."""
+    values of each metric (of ``metrics`` only, if given: one call per metric and run), artifact
+    paths. Two stores holding the same runs give equal views."""
     from lab.track import read
 
     exp = client.get_experiment_by_name(experiment)
@@ -153,7 +154,9 @@ def store_view(client, experiment):
         parent = r.data.tags.get("mlflow.parentRunId")
         tags = {k: v for k, v in r.data.tags.items() if k != "mlflow.parentRunId"
                 and not k.startswith("mlflow.") or k == "mlflow.runName"}
-        counts = {k: len(client.get_metric_history(r.info.run_id, k)) for k in r.data.metrics}
+        counts = {k: len(client.get_metric_history(r.info.run_id, k)) for k in r.data.metrics
+                  if metrics is None or k in metrics}
+        counts["names"] = sorted(r.data.metrics)
         out[uid_of[r.info.run_id]] = (r.info.run_name, r.info.status, r.data.params, tags,
                                       uid_of[parent] if parent else None, counts,
                                       read.artifact_paths(client, r.info.run_id))

@@ -245,30 +245,3 @@ def test_two_sweeps_started_in_the_same_second_never_share_a_directory(tmp_path)
     for d in sweeps:
         metas = [json.loads((d / str(j) / "run.json").read_text()) for j in (0, 1)]
         assert len({m["pid"] for m in metas}) == 1  # each job dir written by one sweep only
-
-
-@pytest.mark.slow
-def test_sweep_into_a_locked_store_exits_in_one_line_and_sync_completes_it(tmp_path):
-    """A basic sweep's writer process meets a store locked by another connection until the
-    sweep has exited: the jobs train on, the sweep exits 3 with one line naming the sync
-    command, and once the lock is gone that command makes the store whole."""
-    store = tmp_path / "mlruns.db"
-    client = new_store(store)
-    proc = lab(tmp_path, store, "-m", "train.steps=40000", "tracking.log_every=500",
-               "tracking.figures=false", "seed=0,1", "tracking.experiment=locked_sweep",
-               wait=False, env={"GRADLAB_STORE_RETRY_S": "1"})
-    wait_for_rows(tmp_path / "sweep" / "0", 1, proc, stored=False)  # training: lock now
-    lines = run_to_the_end_with_the_store_locked(proc, store)
-    assert len(lines) == 1 and f"lab.sync {tmp_path / 'sweep'}" in lines[0], lines
-    done = sync(store, tmp_path / "sweep")
-    assert done.returncode == 0, done.stderr
-    runs = client.search_runs([client.get_experiment_by_name("locked_sweep").experiment_id])
-    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == 2 and parent.info.status == "FINISHED"
-    for child in children:
-        assert (child.info.status, child.data.tags["status"]) == ("FINISHED", "completed")
-        assert_store_holds_record(client, child.info.run_id,
-                                  Path(child.data.tags["gradlab.run_dir"]))
-    again = sync(store, tmp_path / "sweep")
-    assert "0 metric values and 0 artifacts added, 0 runs closed" in again.stdout, again.stdout
