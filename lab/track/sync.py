@@ -229,7 +229,10 @@ class Syncer:
         if name not in self._tagged:  # what the UI shows: a synced store opens the same way
             from ..views.describe import experiment_tags
 
+            have = retry(lambda: self.client.get_experiment(experiment_id), "get_experiment").tags
             for key, value in experiment_tags(name, REPO_ROOT, experiment_id).items():
+                if have.get(key) == value:  # a write (and a wait for the disk) saved
+                    continue
                 retry(lambda k=key, v=value: self.client.set_experiment_tag(experiment_id, k, v),
                       "set_experiment_tag")
             self._tagged.add(name)
