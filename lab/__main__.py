@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from . import figure_worker, signals, track, worker_death
+from . import signals, track, worker_death
 from .app import JobContext, run_job
 from .schema import ConfigError, register_configs
 from .sweep import (
@@ -24,7 +24,6 @@ from .sweep import (
     close_open_sweeps,
     error_line,
     experiment_name,
-    finish_background_runs,
     incomplete_lines,
     interrupted_sweeps,
     is_config_error,
@@ -131,10 +130,7 @@ def main():
     register_configs()
     try:
         app()
-        finish_background_runs()
-        figure_worker.wait(detach_rest=True)  # figures need not hold the process
     except KeyboardInterrupt:
-        finish_background_runs()  # runs already ended in the background still flush
         close_open_sweeps("interrupted")  # a sweep's writer stores what its jobs recorded
         for line in incomplete_lines[:3]:
             print(line, file=sys.stderr)

@@ -223,36 +223,22 @@ def _train_and_record(cfg, ctx, tracker, record, ds=None):
         for metrics, steps in describe.end_of_run_metrics(history, summary):
             tracker.log_series({name: (steps, values) for name, values in metrics.items()})
         if tracking.get("figures", True):
-            # rendered beside the next job; joblib/Ray workers draw their own (they may exit);
-            # a single run leaves them to a detached process and exits
             if _followed(ctx):  # drawn by the sweep's figure process, which finds the run
                 figure_worker.queue(tracker.uri, ctx.sweep_dir, ctx.output_dir,
                                     _title(cfg, ctx))
             elif ctx.sweep_dir is not None:  # a launcher's worker: drawn before it returns
                 figure_worker.submit(tracker.uri, tracker.run_id, ctx.output_dir, cfg,
-                                     _title(cfg, ctx), background=_figures_in_background(ctx))
+                                     _title(cfg, ctx), background=False)
             # (a single run hands them to a detached process once its writer is done)
         tags = {"status": result.status}
         if result.diverged_at_step is not None:
             tags["diverged_at_step"] = result.diverged_at_step
             record.update(diverged_at_step=int(result.diverged_at_step))
         tracker.set_tags(tags)
-        if _figures_in_background(ctx):  # the next job starts while this one's metrics drain
-            tracker.finish_in_background(result.status)
-        else:
-            tracker.finish(result.status)
+        tracker.finish(result.status)
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
     _report(summary, net.depth)
     return summary
-
-
-def _figures_in_background(ctx):
-    """A sweep's launcher process draws figures in a worker, and drains metrics on a thread,
-    while the next job trains; a single run (nothing to overlap) and joblib/Ray/submitit
-    workers (which may exit, or be reused, once the job returns) end their run before
-    returning. ``figure_worker.in_main_process()`` is not enough: a Ray worker is a main
-    process too."""
-    return ctx.sweep_dir is not None and ctx.overlap and figure_worker.in_main_process()
 
 
 def _save_history(history, ctx, tracker):

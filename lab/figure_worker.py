@@ -9,16 +9,12 @@ is logged (the app calls it before the process exits and before a sweep's summar
 
 import json
 import logging
-import multiprocessing
 import os
 import subprocess
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 log = logging.getLogger("lab")
-_executor = None
-_pending = []
 
 
 def figures_of_run(out_dir, cfg, title):
@@ -185,44 +181,14 @@ def _wait_for_run_id(run_dir, sweep_dir):
     return None
 
 
-def submit(uri, run_id, out_dir, cfg, title, background=True):
-    """Queue one run's figures; rendered in place when ``background`` is False; with
-    ``"detached"`` by a process of their own that outlives this one (a single run: its
-    process exits without waiting; ``<run dir>/figures.log`` says how it went)."""
-    global _executor
-    args = (uri, run_id, str(out_dir), cfg, title)
+def submit(uri, run_id, out_dir, cfg, title, background=False):
+    """One run's figures: rendered and logged in place, or with ``"detached"`` by a process
+    of their own that outlives this one (a single run: its process exits without waiting;
+    ``<run dir>/figures.log`` says how it went)."""
     if background == "detached":
         detach(uri, [(str(out_dir), run_id, title)], Path(out_dir) / "figures.log")
         return None
-    if not background:
-        return render_and_log(*args)
-    if _executor is None:
-        _executor = ProcessPoolExecutor(max_workers=1,
-                                        mp_context=multiprocessing.get_context("spawn"))
-    _pending.append((run_id, _executor.submit(render_and_log, *args), (uri, str(out_dir), title)))
-    return None
-
-
-def wait(detach_rest=False):
-    """Block until every queued run's figures are logged; a failure is a warning, not fatal.
-
-    ``detach_rest``: wait only for the figures being drawn now and leave the rest of the queue
-    to a detached process (``<first run dir>/figures.log``), so the sweep's process exits
-    without waiting for views of data that is already stored."""
-    if detach_rest:
-        rest = [(uri, (out_dir, run_id, title)) for run_id, future, (uri, out_dir, title)
-                in _pending if future.cancel()]
-        for uri in dict.fromkeys(u for u, _ in rest):
-            jobs = [job for u, job in rest if u == uri]
-            detach(uri, jobs, Path(jobs[0][0]) / "figures.log")
-    while _pending:
-        run_id, future, _ = _pending.pop(0)
-        if future.cancelled():
-            continue
-        try:
-            future.result()
-        except Exception as exc:  # figures are a view of logged data; never fail a run on them
-            log.warning("figures of run %s were not logged: %s", run_id, exc)
+    return render_and_log(uri, run_id, str(out_dir), cfg, title)
 
 
 def detach(uri, jobs, log_path):
@@ -232,10 +198,6 @@ def detach(uri, jobs, log_path):
         subprocess.Popen([sys.executable, "-m", "lab.figure_worker", json.dumps(jobs)],
                          env={**os.environ, URI_ENV: uri}, stdin=subprocess.DEVNULL,
                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def in_main_process():
-    return multiprocessing.parent_process() is None
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--sweep"]:  # a sweep's figure process

@@ -48,12 +48,6 @@ _sweep_dirs = []  # sweeps started by this process: main() reads their jobs' sta
 incomplete_lines = []  # one line per run of this process whose values are not all in the store
 
 
-def finish_background_runs():
-    """Wait for runs ended on threads; their store faults become one line each."""
-    for exc in track.wait_for_runs():
-        incomplete_lines.append(f"gradlab: {exc}")
-
-
 def is_config_error(exc):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -313,7 +307,6 @@ class SweepCallback(Callback):
                  track.mask_uri(uri))
 
     def on_multirun_end(self, config, **kwargs):
-        finish_background_runs()  # the summary reads every run's summary.json from the store
         if self.writer is not None:
             self._end_followed(config)
             return

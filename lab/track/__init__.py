@@ -28,7 +28,6 @@ from .runs import (
     SweepParent,
     log_artifacts,
     sync_command,
-    wait_for_runs,
 )
 from .store import (
     RETRY_BUDGET_S,
@@ -56,5 +55,5 @@ __all__ = [
     "StorePlan", "SweepParent", "TrackingUnreachable", "artifact_root_for", "check_reachable",
     "default_artifact_root", "ensure_store", "flatten_params", "get_or_create_experiment", "log_artifacts",
     "mask_config", "mask_log_records", "mask_uri", "one_line", "quiet_store_logs",
-    "resolve_tracking_uri", "store_series", "sync_command", "wait_for_runs",
+    "resolve_tracking_uri", "store_series", "sync_command",
 ]

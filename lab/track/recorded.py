@@ -59,8 +59,6 @@ class RecordedRun:
             self.status = status
             self.record.close(status=status, ended=time.time())
 
-    finish_in_background = finish
-
     def __enter__(self) -> RecordedRun:
         return self
 

@@ -137,21 +137,6 @@ class _RunHandle:
               "set_terminated")
 
 
-_finishing: list[threading.Thread] = []
-
-
-def wait_for_runs() -> list[BaseException]:
-    """Block until every run ended with ``finish_in_background`` is flushed and ended; returns
-    the errors of those that could not end cleanly (e.g. :class:`StoreIncomplete`)."""
-    errors = []
-    while _finishing:
-        thread = _finishing.pop(0)
-        thread.join()
-        if getattr(thread, "error", None) is not None:
-            errors.append(thread.error)
-    return errors
-
-
 class RunTracker(_RunHandle):
     """One job's MLflow run, and its record in ``run_dir`` when given.
 
@@ -174,11 +159,8 @@ class RunTracker(_RunHandle):
         parent_run_id: str | None = None,
         artifact_root: str | None = None,
         record: rec.RunRecord | None = None,
-        experiment_tags=None,
     ) -> None:
         self.uri = uri
-        # experiment id -> tags of the experiment (what the UI shows), set when the run starts
-        self.experiment_tags = experiment_tags
         self.experiment = experiment
         self.run_name = run_name
         self.params = dict(params or {})
@@ -213,8 +195,6 @@ class RunTracker(_RunHandle):
             lambda: get_or_create_experiment(self.client, self.experiment, self.artifact_root),
             "get_or_create_experiment",
         )
-        if self.experiment_tags is not None:
-            self.set_experiment_tags(self.experiment_tags(self.experiment_id))
         tags = {str(k): tag_value(v) for k, v in self.tags.items()}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
@@ -343,22 +323,6 @@ class RunTracker(_RunHandle):
         if self._claim(status):
             self._complete(status)
 
-    def finish_in_background(self, status: str = "completed") -> None:
-        """``finish`` on a thread: the metric writer drains (and the run ends) while the
-        caller starts the next job. Only for a process that outlives the thread: it must call
-        ``wait_for_runs()`` before exiting (a launcher's worker must use ``finish``)."""
-        self.wait_started()
-        if self.run_id is None:
-            self.finish(status)
-            return
-        if not self._claim(status):
-            return
-        thread = threading.Thread(target=self._complete_quietly, args=(status,),
-                                  name=f"finish-{self.run_id[:8]}")
-        thread.error = None  # type: ignore[attr-defined]
-        _finishing.append(thread)
-        thread.start()
-
     def _claim(self, status: str) -> bool:
         if status not in STATUS_TO_MLFLOW:
             raise ValueError(f"unknown run status {status!r}; valid: {', '.join(STATUS_TO_MLFLOW)}")
@@ -367,12 +331,6 @@ class RunTracker(_RunHandle):
         self.status = status
         atexit.unregister(self._atexit)
         return True
-
-    def _complete_quietly(self, status: str) -> None:
-        try:
-            self._complete(status)
-        except Exception as e:  # reported by wait_for_runs(); the sweep goes on
-            threading.current_thread().error = e  # type: ignore[attr-defined]
 
     def _complete(self, status: str) -> None:
         missing, reason = 0, ""
