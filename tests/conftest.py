@@ -111,17 +111,20 @@ FIGURES_PER_RUN = 5  # lab.views.training's run figures (loss, gradients, activa
 
 def _wait_for_figures(sweep, timeout=180):
     """Figures are drawn off the critical path, the last ones after the sweep's process has
-    exited: wait until every child run holds its figures, so readers see a finished sweep."""
+    exited: wait until every child run holds its figures and the parent its comparison (drawn
+    last), so readers see a finished sweep."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(sweep.uri)
     exp = client.get_experiment_by_name("exploding_identity")
     deadline = time.monotonic() + timeout
     while True:
-        children = [r for r in client.search_runs([exp.experiment_id])
-                    if "mlflow.parentRunId" in r.data.tags]
+        runs = client.search_runs([exp.experiment_id])
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
         drawn = [len(client.list_artifacts(r.info.run_id, "figures")) for r in children]
-        if drawn and min(drawn) >= FIGURES_PER_RUN:
+        compared = [len(client.list_artifacts(r.info.run_id, "figures")) for r in runs
+                    if r.data.tags.get("sweep") == "parent"]
+        if drawn and min(drawn) >= FIGURES_PER_RUN and compared and min(compared) >= 1:
             return
         assert time.monotonic() < deadline, f"figures per child after {timeout} s: {drawn}"
         time.sleep(0.5)

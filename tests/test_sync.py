@@ -107,6 +107,25 @@ def test_kill_9_then_sync_closes_the_run_as_lost_and_loses_nothing(tmp_path):
     assert "already held everything" in again.stdout
 
 
+def test_the_next_run_closes_a_killed_run_as_lost_without_importing_mlflow(tmp_path):
+    """The start of every run repairs the store: the next run's writer (into a store with its
+    experiment: the direct SQLite path) finds the run a kill -9 left RUNNING and closes it as
+    lost with everything its record holds."""
+    store = tmp_path / "mlruns.db"
+    client = new_store(store)
+    proc = lab(tmp_path / "a", store, *SMALL_RUN, "train.steps=200000",
+               "tracking.experiment=kill9", wait=False)
+    meta = wait_for_rows(tmp_path / "a" / "run", 100, proc)
+    kill_9_with_its_writer(proc)
+    done = lab(tmp_path / "b", store, *SMALL_RUN, "train.steps=100", "tracking.experiment=kill9")
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = (tmp_path / "b" / "run" / "store-writer.log").read_text()
+    assert "writing MLflow's SQLite tables directly" in log and "closed 1 runs" in log, log
+    run = client.get_run(meta["run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["status"] == "lost"
+    assert_store_holds_record(client, meta["run_id"], tmp_path / "a" / "run")
+
+
 def wait_for_end(client, run_id, timeout=120):
     deadline = time.monotonic() + timeout
     while client.get_run(run_id).info.status == "RUNNING":
@@ -120,7 +139,8 @@ def test_kill_9_of_a_sweep_launcher_its_writer_closes_everything_as_lost(tmp_pat
     """The sweep's writer process outlives its launcher: it stores what the record holds and
     closes the child and the parent as lost; a repair afterwards finds nothing to do."""
     store = tmp_path / "mlruns.db"
-    client = new_store(store)
+    client = new_store(store)  # with the experiment: the writer takes the direct SQLite path
+    track.get_or_create_experiment(client, "repair", track.artifact_root_for(f"sqlite:///{store}"))
     proc = lab(tmp_path, store, "-m", *SMALL_RUN, "train.steps=200000", "seed=0,1",
                "tracking.experiment=repair", wait=False)
     run_dir = tmp_path / "sweep" / "0"
@@ -245,3 +265,42 @@ def test_two_sweeps_started_in_the_same_second_never_share_a_directory(tmp_path)
     for d in sweeps:
         metas = [json.loads((d / str(j) / "run.json").read_text()) for j in (0, 1)]
         assert len({m["pid"] for m in metas}) == 1  # each job dir written by one sweep only
+
+
+def test_the_direct_sqlite_path_stores_a_sweep_as_mlflows_client_does(identity_sweep, tmp_path):
+    """Into a store that has the study's experiment, the writer writes MLflow's SQLite tables
+    itself (no MLflow import): the same study lands exactly as the session's sweep did through
+    MLflow's client (runs, names, statuses, params, tags, parent, metric counts, artifacts),
+    MLflow reads every value back, and a sync finds nothing to add."""
+    store = tmp_path / "direct.db"
+    assert sync(store, identity_sweep.directory).returncode == 0  # the experiment, via MLflow
+    done = lab(tmp_path, store, "-m", "+experiment=exploding_identity", "train.steps=200",
+               "tracking.figures=false")
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = (tmp_path / "sweep" / "store-writer.log").read_text()
+    assert "writing MLflow's SQLite tables directly" in log and "client from here" not in log
+
+    client = MlflowClient(f"sqlite:///{store}")
+    by_name = {}
+    for name, status, params, tags, parent, counts, files in store_view(
+            client, "exploding_identity").values():
+        where = {k: tags.pop(k) for k in ("gradlab.uid", "gradlab.pid", "gradlab.run_dir",
+                                           "sweep_dir")
+                 if k in tags}
+        files = {f for f in files if not f.startswith("figures/")}  # (drawn by another process)
+        params = {k: v for k, v in params.items()  # (this sweep's store, figures off)
+                  if k not in ("tracking.uri", "tracking.figures")}
+        by_name.setdefault(name, []).append((status, params, tags, bool(parent), counts, files))
+        by_name[name][-1] += (where.get("gradlab.run_dir", ""),)
+    assert len(by_name) == 6 and all(len(v) == 2 for v in by_name.values()), by_name.keys()
+    for name, (a, b) in by_name.items():
+        for what, x, y in zip(("status", "params", "tags", "parent", "values", "files"), a, b):
+            assert x == y, (name, what)
+    ours = [r for r in client.search_runs([client.get_experiment_by_name(
+        "exploding_identity").experiment_id], "tags.mlflow.parentRunId != ''")
+        if r.data.tags["gradlab.run_dir"].startswith(str(tmp_path / "sweep"))]
+    assert len(ours) == 5
+    for run in ours:
+        assert_store_holds_record(client, run.info.run_id, Path(run.data.tags["gradlab.run_dir"]))
+    again = sync(store, tmp_path / "sweep")
+    assert "0 runs created, 0 metric values and 0 artifacts added, 0 runs closed" in again.stdout

@@ -416,3 +416,29 @@ def test_direct_sqlite_metrics_match_mlflow(store):
     assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "m")) == [
         (0, 1.0), (1, 0.5), (2, 3.0)]
     assert client.get_run(run_id).data.metrics == {"m": 3.0, "n": 7.0}
+
+
+def test_direct_sqlite_path_only_for_the_tables_it_knows(tmp_path):
+    """The writer writes MLflow's SQLite tables itself only where it knows them: an unknown
+    experiment or another schema (here, a column MLflow might add) goes through MLflow."""
+    import sqlite3
+
+    from conftest import new_store
+
+    from lab.track import fastsql
+
+    uri = f"sqlite:///{tmp_path / 'known.db'}"
+    new_store(tmp_path / "known.db")
+    runs = fastsql.SqliteRuns.open(uri)
+    assert runs is not None
+    with pytest.raises(fastsql.NeedsMlflow):
+        runs.experiment("not-created-yet")
+    runs.close()
+    other = tmp_path / "other.db"
+    new_store(other)
+    con = sqlite3.connect(other)
+    con.execute("ALTER TABLE runs ADD COLUMN lineage TEXT")
+    con.commit()
+    con.close()
+    assert fastsql.SqliteRuns.open(f"sqlite:///{other}") is None
+    assert fastsql.SqliteRuns.open(f"sqlite:///{tmp_path / 'missing.db'}") is None

@@ -14,6 +14,7 @@ import math
 import os
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -103,19 +104,18 @@ _TRANSIENT_TEXT = ("database is locked", "locked", "timeout", "timed out", "conn
 
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: locked sqlite, unavailable server, network trouble."""
-    from mlflow.exceptions import MlflowException
-
     text = str(exc).lower()
     if any(t in text for t in PERMANENT_TEXT):
         return False
-    if isinstance(exc, MlflowException):
+    if isinstance(exc, sqlite3.Error):  # the direct SQLite path (lab/track/fastsql.py)
+        return any(t in text for t in _TRANSIENT_TEXT)
+    mlflow_errors = sys.modules.get("mlflow.exceptions")  # (not imported: not MLflow's error)
+    if mlflow_errors is not None and isinstance(exc, mlflow_errors.MlflowException):
         if exc.error_code in _PERMANENT_CODES:
             return False
         if exc.error_code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"):
             return True
         return exc.error_code == "INTERNAL_ERROR" or any(t in text for t in _TRANSIENT_TEXT)
-    if isinstance(exc, sqlite3.Error):  # the direct SQLite path (lab/track/fastsql.py)
-        return any(t in text for t in _TRANSIENT_TEXT)
     return isinstance(exc, (OSError, ConnectionError, TimeoutError))
 
 

@@ -116,15 +116,12 @@ class RunFeed:
 
 class SweepWriter:
     def __init__(self, uri: str, sweep_dir: Path, single: bool = False) -> None:
-        from .fastsql import SqliteMetrics, sqlite_fast_path
-        from .sync import Syncer
+        from .sinks import open_sink
 
         self.uri, self.sweep_dir = uri, Path(sweep_dir).resolve()
         self.single = single  # ``sweep_dir`` is one run's directory: no parent run
-        self.syncer = Syncer(uri)
-        self.client = self.syncer.client
-        path = sqlite_fast_path(uri)
-        self.fast = SqliteMetrics(path) if path is not None else None
+        self.sink = open_sink(uri)  # a SQLite store's tables directly, or MLflow's client
+        log.info("store %s: %s", mask_uri(uri), self.sink.how)
         self.feeds: dict[Path, RunFeed] = {}
         self.trouble: str | None = None  # the last store fault
         self.down_until = 0.0  # after a fault, the store is left alone until then
@@ -133,9 +130,7 @@ class SweepWriter:
 
     # -- the loop
     def run(self) -> dict:
-        from .sync import repair_quietly
-
-        repair_quietly(self.uri)  # runs and sweeps of this host whose process is gone
+        self.sink.repair(self.uri)  # runs and sweeps of this host whose process is gone
         launcher = os.getppid()  # the process that trains: when it is gone, so is its run
         end = None
         while not self.single and not self.sweep_meta:  # started before the sweep's checks
@@ -158,6 +153,8 @@ class SweepWriter:
 
     def look(self, final: bool = False) -> None:
         """One pass over the sweep directory: the parent, then each run not yet ended."""
+        from .sinks import ClientSink, NeedsMlflow
+
         if time.monotonic() < self.down_until:
             return
         if self.trouble is not None and self._still_locked():
@@ -169,6 +166,11 @@ class SweepWriter:
                 feed = self.feeds.setdefault(run_dir, RunFeed(run_dir))
                 if not feed.ended:
                     self.copy(feed, final)
+        except NeedsMlflow as e:  # (each step is done once: the client takes up the rest)
+            log.info("MLflow's client from here on: %s", e)
+            self.sink.shut()
+            self.sink = ClientSink(self.uri)
+            self.look(final)
         except Exception as e:  # the record keeps everything: try again after a pause
             self._fault(e)
         else:
@@ -208,7 +210,11 @@ class SweepWriter:
     def open_parent(self) -> None:
         from .runs import PARENT_ID_FILE, SweepParent
 
-        self.parent_id = self.syncer.sweep(self.sweep_dir)
+        meta = self.sweep_meta
+        exp_id = self.sink.experiment(meta["experiment"])
+        self.parent_id = self.sink.find(exp_id, meta) or self.sink.create(
+            exp_id, meta, {k: v for k, v in meta.get("tags", {}).items()
+                           if k != "mlflow.parentRunId"}, None)
         SweepParent._write_id(self.sweep_dir / PARENT_ID_FILE, self.parent_id)
         self.sweep_meta = {**(rec.read_json(self.sweep_dir / rec.SWEEP_FILE) or {}),
                            "run_id": self.parent_id, "writer": rec.identity()}
@@ -237,11 +243,31 @@ class SweepWriter:
         if self._given_up():
             return
         try:
-            self.syncer._parents.pop(self.sweep_dir, None)  # look again: findings, status
-            self.parent_id = self.syncer.sweep(self.sweep_dir)
-            log.info("parent run %s stored, %s", self.parent_id, status)
-        except Exception as e:
+            self.store_parent(status)
+        except Exception as e:  # (a direct path's NeedsMlflow too: `lab.sync` completes it)
             self._fault(e)
+
+    def store_parent(self, status: str) -> None:
+        """The parent's findings (params, job-comparing metrics), files and end."""
+        from .sync import SWEEP_ARTIFACTS
+
+        if self.parent_id is None:
+            self.open_parent()
+        meta, run_id = self.sweep_meta, self.parent_id
+        findings = meta.get("findings")
+        if findings:
+            self.sink.add_params(run_id, findings.get("params", {}))
+            ts = int(meta.get("started", time.time()) * 1000)
+            self.log_rows(run_id, [(name, float(v), ts, int(step))
+                                   for block, steps in findings["metrics"]
+                                   for name, values in block.items()
+                                   for step, v in zip(steps, values)
+                                   if v is not None and np.isfinite(v)])
+        files = ([self.sweep_dir / n for n in SWEEP_ARTIFACTS]
+                 + sorted(self.sweep_dir.glob("figures/*.png")))
+        self.sink.upload(run_id, self.sweep_dir, files)
+        self.sink.close(run_id, status, meta)
+        log.info("parent run %s stored, %s", run_id, status)
 
     # -- a run
     def copy(self, feed: RunFeed, final: bool) -> None:
@@ -266,24 +292,22 @@ class SweepWriter:
         if not feed.uploaded:
             self.upload(feed)
             feed.uploaded = True
-        run = self.client.get_run(feed.run_id)
-        self.syncer._close(run, status, meta)
+        self.sink.close(feed.run_id, status, meta)
         feed.ended = True
         log.info("run %s (%s) stored, %s", feed.run_id, feed.dir.name, status)
 
     def create(self, feed: RunFeed, meta: dict) -> str:
-        exp_id = self.syncer._experiment(meta["experiment"])
-        run = None
+        exp_id = self.sink.experiment(meta["experiment"])
+        run_id = None
         if (feed.dir / rec.STORE_FILE).exists():  # stored before (a writer started again)
-            run = self.syncer._find(exp_id, rec.read_run(feed.dir))
-        if run is None:
+            run_id = self.sink.find(exp_id, rec.read_run(feed.dir))
+        if run_id is None:
             tags = {k: v for k, v in meta.get("tags", {}).items() if k != "mlflow.parentRunId"}
             if self.parent_id:
                 tags["mlflow.parentRunId"] = self.parent_id
-            run = self.syncer._create(exp_id, meta, tags, params=meta.get("params", {}))
-        rec.write_json(feed.dir / rec.STORE_FILE, {"run_id": run.info.run_id,
-                                                   "uri": mask_uri(self.uri)})
-        return run.info.run_id
+            run_id = self.sink.create(exp_id, meta, tags, meta.get("params", {}))
+        rec.write_json(feed.dir / rec.STORE_FILE, {"run_id": run_id, "uri": mask_uri(self.uri)})
+        return run_id
 
     def add_rows(self, feed: RunFeed, meta: dict, ended: bool) -> None:
         """The store's selection of the rows and evaluations recorded since the last look.
@@ -336,26 +360,22 @@ class SweepWriter:
         self.log_series(feed.run_id, series, feed.stamp())
 
     def log_series(self, run_id: str, series, ts: int) -> None:
-        from mlflow.entities import Metric
+        self.log_rows(run_id, [(name, v, ts, s) for name, (steps, values) in series.items()
+                               for s, v in zip(np.asarray(steps).tolist(),
+                                               np.asarray(values).tolist())
+                               if v is not None and np.isfinite(v)])
 
-        from .params import MAX_METRICS_PER_BATCH, batches
+    def log_rows(self, run_id: str, rows) -> None:
+        """Metric rows ``(name, value, timestamp_ms, step)`` (finite) into the store."""
         from .store import retry
 
-        metrics = [Metric(name, v, ts, s) for name, (steps, values) in series.items()
-                   for s, v in zip(np.asarray(steps).tolist(), np.asarray(values).tolist())
-                   if v is not None and np.isfinite(v)]
-        if self.fast is not None:  # one transaction: one wait for the disk
-            retry(lambda: self.fast.log(run_id, metrics), "log_metrics", budget_s=5.0)
-            return
-        for chunk in batches(metrics, MAX_METRICS_PER_BATCH):
-            retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c), "log_batch",
-                  budget_s=5.0)
+        if rows:
+            retry(lambda: self.sink.log(run_id, rows), "log_metrics", budget_s=5.0)
 
     def upload(self, feed: RunFeed) -> None:
         from .sync import RUN_ARTIFACTS
 
-        self.syncer._upload(feed.run_id, feed.dir,
-                            [feed.dir / n for n in RUN_ARTIFACTS], have=set())
+        self.sink.upload(feed.run_id, feed.dir, [feed.dir / n for n in RUN_ARTIFACTS])
 
     # -- the result
     def result(self) -> dict:
@@ -396,8 +416,8 @@ def main(argv=None) -> int:
                           f"`python -m lab.sync {sweep_dir}`"}
         log.exception("writer failed")
     finally:
-        if writer is not None and writer.fast is not None:
-            writer.fast.close()
+        if writer is not None:
+            writer.sink.shut()
     rec.write_json(sweep_dir / RESULT_FILE, result)
     log.info("done: %s", result)
     return 0

@@ -253,10 +253,7 @@ class Syncer:
     def _create(self, exp_id: str, meta: dict, tags: dict, params: dict | None = None):
         from mlflow.entities import Param
 
-        tags = {str(k): tag_value(v) for k, v in tags.items()}
-        tags.setdefault(UID_TAG, meta["uid"])
-        tags.setdefault(HOST_TAG, meta.get("host", ""))
-        tags.setdefault(PID_TAG, str(meta.get("pid", "")))
+        tags = creation_tags(meta, tags)
         start = int(meta.get("started", time.time()) * 1000)
         run = retry(lambda: self.client.create_run(exp_id, start_time=start, tags=tags,
                                                    run_name=meta.get("run_name")), "create_run")
@@ -282,9 +279,8 @@ class Syncer:
         """Set the recorded tags the store lacks or holds with another value."""
         from mlflow.entities import RunTag
 
-        skip = ("mlflow.parentRunId", "status", *INCOMPLETE_TAGS)
-        new = [RunTag(k, tag_value(v)) for k, v in meta.get("tags", {}).items()
-               if k not in skip and run.data.tags.get(k) != tag_value(v)]
+        new = [RunTag(k, v) for k, v in recorded_tags(meta).items()
+               if run.data.tags.get(k) != v]
         for chunk in batches(new, MAX_PARAMS_TAGS_PER_BATCH):
             retry(lambda c=chunk: self.client.log_batch(run.info.run_id, tags=c), "set_tags")
         self.report.tags += len(new)
@@ -298,15 +294,10 @@ class Syncer:
                 t in tags for t in INCOMPLETE_TAGS):
             return
         run_id = run.info.run_id
-        new = {"status": status}
-        if meta.get("diverged_at_step") is not None:
-            new["diverged_at_step"] = meta["diverged_at_step"]
-        if meta.get("tags", {}).get("error"):
-            new["error"] = meta["tags"]["error"]
         from mlflow.entities import RunTag
 
         retry(lambda: self.client.log_batch(
-            run_id, tags=[RunTag(k, tag_value(v)) for k, v in new.items()]), "set_tags")
+            run_id, tags=[RunTag(k, v) for k, v in end_tags(meta, status).items()]), "set_tags")
         for t in INCOMPLETE_TAGS:
             if t in tags:
                 retry(lambda t=t: self.client.delete_tag(run_id, t), "delete_tag")
@@ -322,6 +313,45 @@ class Syncer:
     def _alive(meta: dict) -> bool:
         return meta.get("host") == rec.HOST and rec.pid_alive(meta.get("pid", -1),
                                                               meta.get("started"))
+
+
+# ------------------------------------------------------------------ what a run's tags are
+
+
+def creation_tags(meta: dict, tags: dict) -> dict[str, str]:
+    """The tags a run is created with: ``tags`` and what finds its record again."""
+    tags = {str(k): tag_value(v) for k, v in tags.items()}
+    tags.setdefault(UID_TAG, meta["uid"])
+    tags.setdefault(HOST_TAG, meta.get("host", ""))
+    tags.setdefault(PID_TAG, str(meta.get("pid", "")))
+    return tags
+
+
+def recorded_tags(meta: dict) -> dict[str, str]:
+    """The record's tags the store gets (not the parent link, status or incompleteness,
+    which the store's copy decides)."""
+    skip = ("mlflow.parentRunId", "status", *INCOMPLETE_TAGS)
+    return {k: tag_value(v) for k, v in meta.get("tags", {}).items() if k not in skip}
+
+
+def end_tags(meta: dict, status: str) -> dict[str, str]:
+    """The tags that say how a run ended."""
+    new = {"status": status}
+    if meta.get("diverged_at_step") is not None:
+        new["diverged_at_step"] = meta["diverged_at_step"]
+    if meta.get("tags", {}).get("error"):
+        new["error"] = meta["tags"]["error"]
+    return {k: tag_value(v) for k, v in new.items()}
+
+
+def gone(tags: dict, start_ms: int) -> bool:
+    """Is an open run of this host left by a process that is gone (and not being stored by
+    its sweep's writer)?"""
+    meta = {"host": tags.get(HOST_TAG), "pid": int(tags.get(PID_TAG, "-1") or -1),
+            "started": start_ms / 1000}
+    where = Path(tags.get(DIR_TAG, ""))
+    return not (Syncer._alive(meta) or being_written(tags.get("sweep_dir") or where.parent
+                                                     if where.name else None))
 
 
 def being_written(sweep_dir: Path | str | None) -> bool:
@@ -364,12 +394,9 @@ def repair(uri: str) -> SyncReport:
     syncer = Syncer(uri)
     for run in read.open_runs_of_host(syncer.client, rec.HOST):
         tags = run.data.tags
-        meta = {"host": tags.get(HOST_TAG), "pid": int(tags.get(PID_TAG, "-1") or -1),
-                "started": run.info.start_time / 1000}
-        where = Path(tags.get(DIR_TAG, ""))
-        if Syncer._alive(meta) or being_written(tags.get("sweep_dir") or where.parent
-                                                 if where.name else None):
+        if not gone(tags, run.info.start_time):
             continue
+        where = Path(tags.get(DIR_TAG, ""))
         try:
             if tags.get("gradlab.role") == "sweep_parent" and (where / rec.SWEEP_FILE).exists():
                 syncer.sweep(where)
@@ -382,9 +409,13 @@ def repair(uri: str) -> SyncReport:
     return syncer.report
 
 
-def repair_quietly(uri: str) -> None:
+def repair_quietly(uri: str, open_runs=None) -> None:
     """:func:`repair` at the start of a run or sweep: one line if it closed anything; a
-    failure here never stops the run."""
+    failure here never stops the run. ``open_runs``: this host's RUNNING runs as
+    ``(tags, start_ms)`` pairs, when the caller could read them without MLflow: MLflow's
+    client is used only if one of them is gone."""
+    if open_runs is not None and not any(gone(tags, start) for tags, start in open_runs):
+        return
     try:
         report = repair(uri)
     except Exception as e:
