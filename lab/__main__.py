@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from . import signals, track, worker_death
+from . import config_cache, signals, track, worker_death
 from .app import JobContext, run_job
 from .schema import ConfigError, register_configs
 from .sweep import (
@@ -128,6 +128,7 @@ def main():
     track.quiet_store_logs(_verbose())
     signals.install_interrupt_handlers()
     register_configs()
+    config_cache.install()  # a sweep's jobs: each config file parsed once, not per job
     try:
         app()
     except KeyboardInterrupt:

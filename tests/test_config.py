@@ -361,3 +361,44 @@ def test_a_command_line_sweep_replaces_the_studys_sweep_of_the_same_key():
         assert jobs() == 5  # the study's own init.gain sweep
         assert jobs("init.gain=0.5,1.5") == 2  # replaced, not multiplied (was 10)
         assert jobs("seed=0,1") == 10  # another key multiplies
+
+
+CACHE_CHECK = r"""
+import json, sys
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from lab import config_cache
+from lab.schema import register_configs
+
+conf, jobs = sys.argv[1], json.loads(sys.argv[2])
+register_configs()
+
+def composed():
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        return [OmegaConf.to_yaml(compose("config", overrides=o, return_hydra_config=True))
+                for o in jobs]
+
+plain = composed()
+assert config_cache.install()
+print(json.dumps({"plain": plain, "cached": composed(), "again": composed()}))
+"""
+
+
+def test_config_cache_composes_every_job_as_hydra_does():
+    """lab.config_cache (each config file parsed once per process, handed out as copies):
+    the same configs, hydra node included, as Hydra's own composition, also when a job's
+    overrides select other group options or edit what an earlier job loaded."""
+    import json
+    import subprocess
+    import sys
+
+    jobs = [[], ["seed=3", "init.gain=0.5"], ["model=mlp", "optimizer=adam", "init=he"],
+            ["+experiment=vanishing_sigmoid"], ["data=moons", "model.output_activation=sigmoid",
+                                                "train.loss=bce", "train.batch_size=32"],
+            ["optimizer=adam", "optimizer.lr=0.5"], ["optimizer=adam"], ["seed=3"], []]
+    done = subprocess.run([sys.executable, "-c", CACHE_CHECK, str(CONF), json.dumps(jobs)],
+                          capture_output=True, text=True, timeout=120, cwd=CONF.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(set(out["plain"])) == len(jobs) - 1  # (the last job repeats the first)
+    assert out["cached"] == out["plain"] and out["again"] == out["plain"]

@@ -19,6 +19,7 @@ import numpy as np
 
 from .tuning import (
     BIG_PART_MIN_COLUMNS,
+    BLAS_MIN_MACS,
     BLAS_THREADS_MIN_MACS,
     PARALLEL_MIN_MACS,
     PARALLEL_MIN_PARAMS,
@@ -43,16 +44,19 @@ def chunk_plan(sizes, counts):
     two parts of ``PART_MIN_COLUMNS`` columns fit the smallest batch (at most ``PARTS_MAX``);
     then ``big`` with at least ``PARALLEL_MIN_PARAMS`` parameters, whose parts have at least
     ``BIG_PART_MIN_COLUMNS`` columns. BLAS runs single-threaded whenever parts run, or when no
-    matrix product reaches ``BLAS_THREADS_MIN_MACS``."""
+    matrix product reaches ``BLAS_THREADS_MIN_MACS``; and is left alone when no product reaches
+    ``BLAS_MIN_MACS`` (no BLAS call at all: finding its thread controls costs a process ~0.3 s)."""
     sizes = np.asarray(sizes)
     m = int(np.min(counts)) if len(counts) else 1
     layer_macs = sizes[1:] * sizes[:-1]
+    # every product an inlined loop nest: BLAS is never called, nothing to cap
+    no_blas = int(layer_macs.max()) * (int(np.max(counts)) if len(counts) else 1) < BLAS_MIN_MACS
     step_macs = 3 * int(layer_macs.sum()) * m
     big = int(layer_macs.sum() + sizes[1:].sum()) >= PARALLEL_MIN_PARAMS
     parts = min(PARTS_MAX, m // (BIG_PART_MIN_COLUMNS if big else PART_MIN_COLUMNS))
     if step_macs >= PARALLEL_MIN_MACS and parts >= 2:
-        return ChunkPlan(parts, big, 1)
-    blas = None if int(layer_macs.max()) * m >= BLAS_THREADS_MIN_MACS else 1
+        return ChunkPlan(parts, big, None if no_blas else 1)
+    blas = None if no_blas or int(layer_macs.max()) * m >= BLAS_THREADS_MIN_MACS else 1
     return ChunkPlan(1, False, blas)
 
 
