@@ -221,9 +221,12 @@ def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
     """Another connection holds the write lock until the run's process has exited (the writer
     waits 5 s per call and retries for 1 s here): the run trains on, exits 3 with one line,
     and sync completes it once the lock is gone. (A fixed lock time made the test depend on
-    the machine's load: a slow run outlived the lock and stored everything.)"""
+    the machine's load: a slow run outlived the lock and stored everything.) The experiment
+    exists: the writer takes the direct SQLite path, as every run after a study's first does
+    (MLflow's client meeting a lock: the joblib and kill tests' stores, tests/test_reliability.py)."""
     store = tmp_path / "mlruns.db"
     client = new_store(store)
+    track.get_or_create_experiment(client, "locked", track.artifact_root_for(f"sqlite:///{store}"))
     proc = lab(tmp_path, store, "train.steps=100000", "tracking.log_every=500",
                "tracking.figures=false", "tracking.experiment=locked",
                wait=False, env={"GRADLAB_STORE_RETRY_S": "1"})

@@ -387,8 +387,8 @@ class SweepWriter:
             return {"missing": 0, "line": ""}
         where = self.sweep_dir
         why = self.trouble or "store down"
-        what = (f"{len(left)} of the sweep's runs are" if left else
-                "the sweep's parent run is")
+        what = ("the run is" if self.single else f"{len(left)} of the sweep's runs are"
+                if left else "the sweep's parent run is")
         return {"missing": len(left) or -1, "reason": why,
                 "line": f"{what} not all in the store ({why}); the directories have "
                         f"everything: run `python -m lab.sync {where}` (or `make sync`) when "
