@@ -5,7 +5,10 @@ One idea per module: :mod:`.uri` (URIs, masking), :mod:`.store` (client, checks,
 experiments), :mod:`.params` (config -> params/tags), :mod:`.writer` (background metric
 writer), :mod:`.detail` (what the store receives of each chunk), :mod:`.record` (the run
 directory), :mod:`.runs` (runs and sweep parents), :mod:`.read` (queries), :mod:`.sync`
-(run directories -> store, repair of lost runs). MLflow is imported on first use.
+(run directories -> store, repair of lost runs), :mod:`.sweep_writer` (the writer process of a
+run or sweep) and its two ways into a store, :mod:`.sinks` (MLflow's SQLite tables directly,
+:mod:`.fastsql`, or MLflow's client). MLflow is imported on first use, and on a SQLite store
+the writer process never imports it.
 """
 
 from .detail import LEVELS as DETAIL_LEVELS

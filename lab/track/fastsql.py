@@ -94,9 +94,7 @@ class SqliteMetrics:
 
     def log_rows(self, run_id: str, rows) -> None:
         """``rows``: finite ``(key, value, timestamp_ms, step)``, in one transaction."""
-        if self._con is None:
-            self._con = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S,
-                                        check_same_thread=False)
+        self._connect()
         con = self._con
         try:
             with con:  # one transaction: all of it or none
@@ -104,6 +102,21 @@ class SqliteMetrics:
         except sqlite3.Error:
             self.close()
             raise
+
+    def steps(self, run_id: str) -> dict[str, set[int]]:
+        """The steps at which the store holds each metric of a run (one query, where MLflow's
+        client asks once per metric name and builds an object per value)."""
+        self._connect()
+        found: dict[str, set[int]] = {}
+        for key, step in self._con.execute("SELECT key, step FROM metrics WHERE run_uuid = ?",
+                                           (run_id,)):
+            found.setdefault(key, set()).add(step)
+        return found
+
+    def _connect(self) -> None:
+        if self._con is None:
+            self._con = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S,
+                                        check_same_thread=False)
 
     def close(self) -> None:
         if self._con is not None:

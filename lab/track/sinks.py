@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .fastsql import NeedsMlflow, SqliteMetrics, SqliteRuns, sqlite_fast_path
+from .fastsql import NeedsMlflow, SqliteRuns
 from .runs import STATUS_TO_MLFLOW, UID_TAG
 from .sync import (
     INCOMPLETE_TAGS,
@@ -106,8 +106,7 @@ class ClientSink:
         self.uri = uri
         self.syncer = Syncer(uri)
         self.client = self.syncer.client
-        path = sqlite_fast_path(uri)
-        self.fast = SqliteMetrics(path) if path is not None else None
+        self.fast = self.syncer.fast
 
     def repair(self, uri: str) -> None:
         repair_quietly(uri)

@@ -22,6 +22,7 @@ import numpy as np
 from . import read
 from . import record as rec
 from .detail import StorePlan, store_series
+from .fastsql import SqliteMetrics, sqlite_fast_path
 from .params import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH, batches, tag_value
 from .runs import DIR_TAG, HOST_TAG, PID_TAG, STATUS_TO_MLFLOW, UID_TAG, sync_command
 from .store import client as make_client
@@ -79,6 +80,8 @@ class Syncer:
         ensure_store(uri)
         self.uri = uri
         self.client: MlflowClient = make_client(uri)
+        path = sqlite_fast_path(uri)  # metric values read and written straight in SQLite
+        self.fast = SqliteMetrics(path) if path is not None else None
         self.report = SyncReport()
         self._parents: dict[Path, str] = {}  # sweep dir -> parent run id in this store
         self._tagged: set[str] = set()  # experiments whose UI tags are set
@@ -161,8 +164,6 @@ class Syncer:
             rec.write_json(run_dir / rec.RUN_FILE, {**meta, "status": status, "store_missing": 0})
 
     def _add_metrics(self, run_id: str, run_dir: Path, meta: dict, fresh: bool = False) -> None:
-        from mlflow.entities import Metric
-
         steps, rows = rec.read_rows(run_dir, meta)
         evals = rec.read_evals(run_dir)
         if not steps.size and not evals:
@@ -170,18 +171,17 @@ class Syncer:
         plan = StorePlan(meta["total_steps"], meta["log_every"], meta.get("detail", "default"))
         series = store_series(plan, steps, rows, evals, diverged_at=meta.get("diverged_at_step"))
         ts = int(meta.get("started", time.time()) * 1000)
+        stored = self._stored(run_id, fresh)
         missing = []
         for name, (s, v) in series.items():
             finite = np.isfinite(v)
             if not finite.any():
                 continue
-            have = set() if fresh else read.metric_steps(self.client, run_id, name)
-            missing.extend(Metric(name, float(val), ts, int(st))
+            have = stored(name)
+            missing.extend((name, float(val), ts, int(st))
                            for st, val in zip(s[finite].tolist(), v[finite].tolist())
                            if st not in have)
-        for chunk in batches(missing, MAX_METRICS_PER_BATCH):
-            retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c), "log_batch")
-        self.report.values += len(missing)
+        self._log(run_id, missing)
 
     def _add_ui_metrics(self, run_id: str, run_dir: Path, meta: dict,
                         fresh: bool = False) -> None:
@@ -197,19 +197,38 @@ class Syncer:
     def _add_blocks(self, run_id: str, blocks, meta: dict, fresh: bool = False) -> None:
         """Metric blocks ``[({name: values}, steps)]``: the values the store lacks (all of
         them for a run created by this sync: ``fresh``)."""
-        from mlflow.entities import Metric
-
         ts = int(meta.get("started", time.time()) * 1000)
+        stored = self._stored(run_id, fresh)
         missing = []
         for block, steps in blocks:
             for name, values in block.items():
-                have = set() if fresh else read.metric_steps(self.client, run_id, name)
-                missing.extend(Metric(name, float(v), ts, int(st))
+                have = stored(name)
+                missing.extend((name, float(v), ts, int(st))
                                for st, v in zip(steps, values)
                                if v is not None and np.isfinite(v) and int(st) not in have)
-        for chunk in batches(missing, MAX_METRICS_PER_BATCH):
-            retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c), "log_batch")
-        self.report.values += len(missing)
+        self._log(run_id, missing)
+
+    def _stored(self, run_id: str, fresh: bool):
+        """``name -> steps the store holds``: nothing for a run created by this sync
+        (``fresh``), one query per run on a SQLite store, else one call per name."""
+        if fresh:
+            return lambda name: set()
+        if self.fast is not None:
+            found = retry(lambda: self.fast.steps(run_id), "read_metrics")
+            return lambda name: found.get(name, set())
+        return lambda name: read.metric_steps(self.client, run_id, name)
+
+    def _log(self, run_id: str, rows: list) -> None:
+        """Metric rows ``(name, value, timestamp_ms, step)`` into the store."""
+        if self.fast is not None and rows:
+            retry(lambda: self.fast.log_rows(run_id, rows), "log_metrics")
+        elif rows:
+            from mlflow.entities import Metric
+
+            metrics = [Metric(*row) for row in rows]
+            for chunk in batches(metrics, MAX_METRICS_PER_BATCH):
+                retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c), "log_batch")
+        self.report.values += len(rows)
 
     def _add_params(self, run, params: dict) -> None:
         from mlflow.entities import Param
