@@ -1,10 +1,11 @@
-"""Per-run figures rendered in a background process.
+"""Per-run figures rendered off the run's path.
 
-Drawing a run's figures costs about as much CPU as training a small net and writing its
-metrics, and matplotlib holds the GIL, so a thread would not overlap with the next job. One
-spawned worker process renders figures from ``history.npz`` and logs them to the (already
-finished) MLflow run while the launcher moves on; ``wait()`` blocks until every queued figure
-is logged (the app calls it before the process exits and before a sweep's summary).
+Drawing a run's figures costs more CPU than training a small net, so it happens in detached
+processes that only get CPU nobody else wants (Linux's ``SCHED_IDLE``, set before the process
+even starts: its imports never compete with a training): one per single run, started when the
+run's writer is done, and one per basic-launcher sweep (:func:`queue`), which draws each run
+once its writer has created it and, at the end, the sweep's comparison figure. joblib, Ray and
+submitit workers draw their own (:func:`submit`).
 """
 
 import json
@@ -80,11 +81,30 @@ def queue(uri, sweep_dir, out_dir, title):
         f.write(json.dumps([str(out_dir), title]) + "\n")
     if sweep_dir.resolve() not in _sweep_workers:
         _sweep_workers.add(sweep_dir.resolve())
-        with open(sweep_dir / SWEEP_LOG, "w") as out:
-            subprocess.Popen([sys.executable, "-m", "lab.figure_worker", "--sweep",
-                              str(sweep_dir)], env={**os.environ, URI_ENV: uri},
-                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+        spawn_idle(["--sweep", str(sweep_dir)], uri, sweep_dir / SWEEP_LOG)
+
+
+def spawn_idle(args, uri, log_path):
+    """``python -m lab.figure_worker ARGS`` in a session of its own that outlives this process,
+    output to ``log_path``, the store's URI in its environment (not on its command line). On
+    Linux it starts at ``SCHED_IDLE`` (``posix_spawn`` sets it before the interpreter starts);
+    elsewhere it lowers itself first thing (:func:`lowest_priority`)."""
+    argv = [sys.executable, "-m", "lab.figure_worker", *args]
+    env = {**os.environ, URI_ENV: uri}
+    if hasattr(os, "posix_spawn") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.posix_spawn(sys.executable, argv, env, setsid=True,
+                           scheduler=(os.SCHED_IDLE, os.sched_param(0)), file_actions=[
+                               (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                               (os.POSIX_SPAWN_OPEN, 1, str(log_path),
+                                os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+                               (os.POSIX_SPAWN_DUP2, 1, 2)])
+            return
+        except OSError:  # (a kernel that refuses the policy): as below
+            pass
+    with open(log_path, "w") as out:
+        subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                         stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def follow_sweep(uri, sweep_dir, poll_s=0.3):
@@ -194,10 +214,7 @@ def submit(uri, run_id, out_dir, cfg, title, background=False):
 def detach(uri, jobs, log_path):
     """Render ``[(run dir, run id, title), ...]`` in a process of their own that outlives this
     one; the store's URI goes through the environment, not the command line."""
-    with open(log_path, "w") as out:
-        subprocess.Popen([sys.executable, "-m", "lab.figure_worker", json.dumps(jobs)],
-                         env={**os.environ, URI_ENV: uri}, stdin=subprocess.DEVNULL,
-                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    spawn_idle([json.dumps(jobs)], uri, log_path)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--sweep"]:  # a sweep's figure process
