@@ -25,14 +25,15 @@ def figures_of_run(out_dir, cfg, title):
 
     from .build import build, make_data
     from .history import load
-    from .views.dataset import data_figures
+    from .views.dataset import data_figures, has_data_figures
     from .views.training import run_figures
 
     out_dir = Path(out_dir)
     figures = run_figures(load(out_dir / "history.npz"), title)
     params = out_dir / "params.npz"
-    if params.exists():  # the job validated this config before it trained
-        ds, net, _ = build(cfg, make_data(cfg), checked=True)
+    data = make_data(cfg) if params.exists() else None
+    if data is not None and has_data_figures(data):  # (the job validated this config)
+        ds, net, _ = build(cfg, data, checked=True)
         with np.load(params) as saved:
             net.theta[:] = saved["theta_final"]
             figures.update(data_figures(net, saved["theta_init"], ds, title))

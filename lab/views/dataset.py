@@ -197,9 +197,19 @@ def data_figures(net, initial_theta, dataset, title=""):
     figures = {}
     if is_2d_binary(dataset):
         figures["decision_boundary.png"] = decision_boundary(initial_theta, net, dataset, title)
-    if dataset.name == "digits" and dataset.X_test.shape[1] > 0:
+    if _has_test_digits(dataset):
         figures["misclassified_digits.png"] = misclassified_digits(net, dataset, title=title)
     return figures
 
 
-__all__ = ["data_figures", "decision_boundary", "is_2d_binary", "misclassified_digits"]
+def _has_test_digits(dataset):
+    return dataset.name == "digits" and dataset.X_test.shape[1] > 0
+
+
+def has_data_figures(dataset):
+    """Does :func:`data_figures` draw anything for this data set (a regression set: no)?"""
+    return is_2d_binary(dataset) or _has_test_digits(dataset)
+
+
+__all__ = ["data_figures", "decision_boundary", "has_data_figures", "is_2d_binary",
+           "misclassified_digits"]
