@@ -90,7 +90,8 @@ def run_job(cfg, ctx: JobContext):
         track.check_reachable(uri)
         if ctx.sweep_dir is None:  # one run: its writer imports MLflow while the data is made
             ctx.output_dir.mkdir(parents=True, exist_ok=True)
-            writer = sweep_writer.launch(uri, ctx.output_dir, single=True)
+            writer = sweep_writer.launch(uri, ctx.output_dir, single=True,
+                                         direct=tracking.get("sqlite_direct", True))
     try:  # the data's shapes complete the checks (identity init, batch size) before any run
         ds = make_data(cfg)
     except ValueError:  # bad data: raised again inside the run, which records it as failed

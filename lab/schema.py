@@ -111,6 +111,7 @@ class TrackingConfig:
     detail: str = "default"  # full | default | summary: points per metric (lab/track/detail.py)
     figures: bool = True
     progress: bool = True
+    sqlite_direct: bool = True  # the writer writes MLflow's SQLite tables itself (sinks.py)
 
 
 @dataclass

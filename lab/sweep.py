@@ -274,7 +274,9 @@ class SweepCallback(Callback):
             # the writer imports MLflow while the jobs are checked; it creates nothing before
             # the sweep's record exists (killed if a check fails)
             sweep_dir.mkdir(parents=True, exist_ok=True)
-            self.writer, self.sweep_dir = sweep_writer.launch(uri, sweep_dir), sweep_dir
+            self.writer = sweep_writer.launch(uri, sweep_dir,
+                                              direct=config.tracking.get("sqlite_direct", True))
+            self.sweep_dir = sweep_dir
         if check_jobs(config):  # a bad job fails the sweep here
             skip_hydra_batch_check()
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -126,8 +126,7 @@ def test_kill_9_of_a_sweep_launcher_its_writer_closes_everything_as_lost(tmp_pat
     """The sweep's writer process outlives its launcher: it stores what the record holds and
     closes the child and the parent as lost; a repair afterwards finds nothing to do."""
     store = tmp_path / "mlruns.db"
-    client = new_store(store)  # with the experiment: the writer takes the direct SQLite path
-    track.get_or_create_experiment(client, "repair", track.artifact_root_for(f"sqlite:///{store}"))
+    client = new_store(store)  # (with MLflow's schema: the writer takes the direct SQLite path)
     proc = lab(tmp_path, store, "-m", *SMALL_RUN, "train.steps=200000", "seed=0,1",
                "tracking.experiment=repair", wait=False)
     run_dir = tmp_path / "sweep" / "0"
@@ -208,12 +207,10 @@ def test_store_locked_longer_than_the_retry_budget_then_sync(tmp_path):
     """Another connection holds the write lock until the run's process has exited (the writer
     waits 5 s per call and retries for 1 s here): the run trains on, exits 3 with one line,
     and sync completes it once the lock is gone. (A fixed lock time made the test depend on
-    the machine's load: a slow run outlived the lock and stored everything.) The experiment
-    exists: the writer takes the direct SQLite path, as every run after a study's first does
-    (MLflow's client meeting a lock: the joblib and kill tests' stores, tests/test_reliability.py)."""
+    the machine's load: a slow run outlived the lock and stored everything.) The writer takes
+    the direct SQLite path (joblib workers' MLflow clients meeting locks: tests/test_reliability.py)."""
     store = tmp_path / "mlruns.db"
     client = new_store(store)
-    track.get_or_create_experiment(client, "locked", track.artifact_root_for(f"sqlite:///{store}"))
     proc = lab(tmp_path, store, "train.steps=100000", "tracking.log_every=500",
                "tracking.figures=false", "tracking.experiment=locked",
                wait=False, env={"GRADLAB_STORE_RETRY_S": "1"})
@@ -257,40 +254,39 @@ def test_two_sweeps_started_in_the_same_second_never_share_a_directory(tmp_path)
         assert len({m["pid"] for m in metas}) == 1  # each job dir written by one sweep only
 
 
-def test_the_direct_sqlite_path_stores_a_sweep_as_mlflows_client_does(identity_sweep, tmp_path):
-    """Into a store that has the study's experiment, the writer writes MLflow's SQLite tables
-    itself (no MLflow import): the same study lands exactly as the session's sweep did through
-    MLflow's client (runs, names, statuses, params, tags, parent, metric counts, artifacts),
-    MLflow reads every value back, and a sync finds nothing to add."""
-    store = tmp_path / "direct.db"
-    assert sync(store, identity_sweep.directory).returncode == 0  # the experiment, via MLflow
-    done = lab(tmp_path, store, "-m", "+experiment=exploding_identity", "train.steps=200",
-               "tracking.figures=false")
-    assert done.returncode == 0, done.stderr[-2000:]
-    log = (tmp_path / "sweep" / "store-writer.log").read_text()
-    assert "writing MLflow's SQLite tables directly" in log and "client from here" not in log
-
-    client = MlflowClient(f"sqlite:///{store}")
-    by_name = {}
-    for name, status, params, tags, parent, counts, files in store_view(
-            client, "exploding_identity").values():
-        where = {k: tags.pop(k) for k in ("gradlab.uid", "gradlab.pid", "gradlab.run_dir",
-                                           "sweep_dir")
-                 if k in tags}
-        files = {f for f in files if not f.startswith("figures/")}  # (drawn by another process)
-        params = {k: v for k, v in params.items()  # (this sweep's store, figures off)
-                  if k not in ("tracking.uri", "tracking.figures")}
-        by_name.setdefault(name, []).append((status, params, tags, bool(parent), counts, files))
-        by_name[name][-1] += (where.get("gradlab.run_dir", ""),)
-    assert len(by_name) == 6 and all(len(v) == 2 for v in by_name.values()), by_name.keys()
-    for name, (a, b) in by_name.items():
-        for what, x, y in zip(("status", "params", "tags", "parent", "values", "files"), a, b):
+def test_the_direct_sqlite_path_stores_a_sweep_as_mlflows_client_does(tmp_path):
+    """The writer writes MLflow's SQLite tables itself (no MLflow import): a study stored that
+    way is exactly the study stored through MLflow's client (``tracking.sqlite_direct=false``):
+    runs, names, statuses, params, tags, parent, metric counts, artifacts; MLflow reads every
+    value back, and a sync finds nothing to add."""
+    views = {}
+    for way, direct in (("client", "false"), ("direct", "true")):
+        store = tmp_path / f"{way}.db"
+        done = lab(tmp_path / way, store, "-m", "+experiment=exploding_identity",
+                   "train.steps=200", "tracking.figures=false", f"tracking.sqlite_direct={direct}")
+        assert done.returncode == 0, done.stderr[-2000:]
+        log = (tmp_path / way / "sweep" / "store-writer.log").read_text()
+        assert ("writing MLflow's SQLite tables directly" in log) == (way == "direct"), log
+        client = MlflowClient(f"sqlite:///{store}")
+        by_name = {}
+        for name, status, params, tags, parent, counts, files in store_view(
+                client, "exploding_identity").values():
+            for where in ("gradlab.uid", "gradlab.pid", "gradlab.run_dir", "sweep_dir"):
+                tags.pop(where, None)
+            for key in ("tracking.uri", "tracking.sqlite_direct"):
+                params.pop(key, None)
+            by_name[name] = (status, params, tags, bool(parent), counts, files)
+        views[way] = by_name
+        ours = client.search_runs([client.get_experiment_by_name("exploding_identity")
+                                   .experiment_id], "tags.mlflow.parentRunId != ''")
+        assert len(ours) == 5
+        for run in ours:
+            assert_store_holds_record(client, run.info.run_id,
+                                      Path(run.data.tags["gradlab.run_dir"]))
+    assert len(views["direct"]) == 6 and views["direct"].keys() == views["client"].keys()
+    for name, a in views["direct"].items():
+        for what, x, y in zip(("status", "params", "tags", "parent", "values", "files"), a,
+                              views["client"][name]):
             assert x == y, (name, what)
-    ours = [r for r in client.search_runs([client.get_experiment_by_name(
-        "exploding_identity").experiment_id], "tags.mlflow.parentRunId != ''")
-        if r.data.tags["gradlab.run_dir"].startswith(str(tmp_path / "sweep"))]
-    assert len(ours) == 5
-    for run in ours:
-        assert_store_holds_record(client, run.info.run_id, Path(run.data.tags["gradlab.run_dir"]))
-    again = sync(store, tmp_path / "sweep")
+    again = sync(tmp_path / "direct.db", tmp_path / "direct" / "sweep")
     assert "0 runs created, 0 metric values and 0 artifacts added, 0 runs closed" in again.stdout

@@ -428,11 +428,20 @@ def test_direct_sqlite_path_only_for_the_tables_it_knows(tmp_path):
     from lab.track import fastsql
 
     uri = f"sqlite:///{tmp_path / 'known.db'}"
-    new_store(tmp_path / "known.db")
+    client = new_store(tmp_path / "known.db")
     runs = fastsql.SqliteRuns.open(uri)
     assert runs is not None
     with pytest.raises(fastsql.NeedsMlflow):
-        runs.experiment("not-created-yet")
+        runs.experiment("not-created-yet")  # (no artifact location given: not created)
+    location = (tmp_path / "mlartifacts" / "study").as_uri()
+    exp_id, where = runs.experiment("study", location)  # created as MLflow would
+    assert runs.experiment("study", location) == (exp_id, where) and where == location
+    exp = client.get_experiment_by_name("study")
+    assert (exp.experiment_id, exp.artifact_location, exp.lifecycle_stage) == (
+        exp_id, location, "active")
+    client.delete_experiment(exp_id)
+    with pytest.raises(fastsql.NeedsMlflow):  # MLflow's client restores it
+        runs.experiment("study", location)
     runs.close()
     other = tmp_path / "other.db"
     new_store(other)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -190,11 +191,23 @@ class SqliteRuns:
         self.con.close()
 
     # -- experiments
-    def experiment(self, name: str) -> tuple[str, str]:
-        """``(experiment_id, artifact_location)`` of an active experiment."""
+    def experiment(self, name: str, location: str | None = None) -> tuple[str, str]:
+        """``(experiment_id, artifact_location)`` of an active experiment; a missing one is
+        created with artifacts at ``location`` (as MLflow's ``create_experiment``), when given."""
         sql = ("SELECT experiment_id, artifact_location, lifecycle_stage FROM experiments "
                "WHERE name = ?" + (" AND workspace = 'default'" if self.workspaces else ""))
         rows = self.con.execute(sql, (name,)).fetchall()
+        if not rows and location is not None:
+            now = int(time.time() * 1000)
+            try:
+                with self.con:
+                    self.con.execute(
+                        "INSERT INTO experiments (name, artifact_location, lifecycle_stage, "
+                        "creation_time, last_update_time) VALUES (?, ?, 'active', ?, ?)",
+                        (name, location, now, now))
+            except sqlite3.IntegrityError:  # another process created it first: read it
+                pass
+            rows = self.con.execute(sql, (name,)).fetchall()
         if len(rows) != 1 or rows[0][2] != "active":
             raise NeedsMlflow(f"experiment {name!r} is to be created (or restored)")
         return str(rows[0][0]), rows[0][1] or ""

@@ -1,7 +1,7 @@
 """Where the store writer (:mod:`lab.track.sweep_writer`) puts runs: the same seven steps
 either straight into a SQLite store's tables (:class:`DirectSink`, no MLflow import) or
 through MLflow's client (:class:`ClientSink`: any store, and what the direct path does not
-do: creating the store, a new experiment, remote artifacts).
+do: creating the store, restoring a deleted experiment, remote artifacts).
 
 Both write what ``lab.sync`` writes (the tags of :func:`lab.track.sync.creation_tags`,
 :func:`recorded_tags`, :func:`end_tags`), so a run looks the same in the store whichever way
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .fastsql import NeedsMlflow, SqliteRuns
 from .runs import STATUS_TO_MLFLOW, UID_TAG
+from .store import experiment_slug
 from .sync import (
     INCOMPLETE_TAGS,
     REPO_ROOT,
@@ -24,6 +25,7 @@ from .sync import (
     recorded_tags,
     repair_quietly,
 )
+from .uri import artifact_root_for
 
 __all__ = ["ClientSink", "DirectSink", "NeedsMlflow", "open_sink"]
 
@@ -37,8 +39,10 @@ class DirectSink:
 
     how = "writing MLflow's SQLite tables directly"
 
-    def __init__(self, runs: SqliteRuns) -> None:
+    def __init__(self, runs: SqliteRuns, uri: str) -> None:
         self.runs = runs
+        root = artifact_root_for(uri)  # a new experiment's artifacts, as lab.sync sets them
+        self.root = root.rstrip("/") if root else None
         self._experiments: dict[str, tuple[str, str]] = {}  # name -> (id, artifact location)
 
     def repair(self, uri: str) -> None:
@@ -52,7 +56,8 @@ class DirectSink:
         if name not in self._experiments:
             from ..views.describe import experiment_tags
 
-            exp_id, location = self.runs.experiment(name)
+            exp_id, location = self.runs.experiment(
+                name, f"{self.root}/{experiment_slug(name)}" if self.root else None)
             have = self.runs.experiment_tags(exp_id)
             want = experiment_tags(name, REPO_ROOT, exp_id)
             changed = {k: v for k, v in want.items() if have.get(k) != v}
@@ -149,7 +154,7 @@ class ClientSink:
             self.fast.close()
 
 
-def open_sink(uri: str) -> DirectSink | ClientSink:
-    """The direct path where the store allows it, else MLflow's client."""
-    runs = SqliteRuns.open(uri)
-    return DirectSink(runs) if runs is not None else ClientSink(uri)
+def open_sink(uri: str, direct: bool = True) -> DirectSink | ClientSink:
+    """The direct path where the store allows it (and ``direct``), else MLflow's client."""
+    runs = SqliteRuns.open(uri) if direct else None
+    return DirectSink(runs, uri) if runs is not None else ClientSink(uri)

@@ -354,7 +354,8 @@ def _check_db_port(uri: str, timeout_s: float) -> None:
 # --------------------------------------------------------------------------- experiments
 
 
-def _slug(name: str) -> str:
+def experiment_slug(name: str) -> str:
+    """The folder of an experiment's artifacts under a SQLite store's artifact root."""
     import re
 
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "experiment"
@@ -373,7 +374,8 @@ def get_or_create_experiment(
 
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        location = f"{artifact_root.rstrip('/')}/{_slug(name)}" if artifact_root else None
+        location = (f"{artifact_root.rstrip('/')}/{experiment_slug(name)}" if artifact_root
+                    else None)
         try:
             return client.create_experiment(name, artifact_location=location)
         except MlflowException as e:

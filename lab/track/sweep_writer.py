@@ -36,6 +36,7 @@ from .uri import mask_uri, one_line
 log = logging.getLogger(__name__)
 
 URI_ENV = "GRADLAB_WRITER_URI"
+DIRECT_ENV = "GRADLAB_WRITER_DIRECT"  # "0": MLflow's client even on a SQLite store
 END_FILE = ".gradlab_sweep_end"  # {"status", "findings"}: the sweep is over (launcher)
 RESULT_FILE = ".gradlab_writer.json"  # {"missing", "line"}: what the store lacks (writer)
 LOG_FILE = "store-writer.log"
@@ -56,9 +57,11 @@ def launched(sweep_dir: Path) -> bool:
     return Path(sweep_dir).resolve() in _launched
 
 
-def launch(uri: str, sweep_dir: Path, single: bool = False) -> subprocess.Popen:
+def launch(uri: str, sweep_dir: Path, single: bool = False,
+           direct: bool = True) -> subprocess.Popen:
     """Start the writer of a sweep (or, ``single``, of the one run in ``sweep_dir``), in its
-    own session: a Ctrl-C to the terminal stops the training, not the copy of its record."""
+    own session: a Ctrl-C to the terminal stops the training, not the copy of its record.
+    ``direct``: on a SQLite store, write MLflow's tables itself (``tracking.sqlite_direct``)."""
     sweep_dir = Path(sweep_dir)
     (sweep_dir / END_FILE).unlink(missing_ok=True)
     (sweep_dir / RESULT_FILE).unlink(missing_ok=True)
@@ -67,7 +70,9 @@ def launch(uri: str, sweep_dir: Path, single: bool = False) -> subprocess.Popen:
     try:
         return subprocess.Popen([sys.executable, "-m", "lab.track.sweep_writer", str(sweep_dir),
                                  *(["--run"] if single else [])],
-                                env={**os.environ, URI_ENV: uri}, stdin=subprocess.DEVNULL,
+                                env={**os.environ, URI_ENV: uri,
+                                     DIRECT_ENV: "1" if direct else "0"},
+                                stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     finally:
         out.close()
@@ -120,7 +125,8 @@ class SweepWriter:
 
         self.uri, self.sweep_dir = uri, Path(sweep_dir).resolve()
         self.single = single  # ``sweep_dir`` is one run's directory: no parent run
-        self.sink = open_sink(uri)  # a SQLite store's tables directly, or MLflow's client
+        # a SQLite store's tables directly, or MLflow's client
+        self.sink = open_sink(uri, direct=os.environ.get(DIRECT_ENV, "1") != "0")
         log.info("store %s: %s", mask_uri(uri), self.sink.how)
         self.feeds: dict[Path, RunFeed] = {}
         self.trouble: str | None = None  # the last store fault
