@@ -41,7 +41,10 @@ END_FILE = ".gradlab_sweep_end"  # {"status", "findings"}: the sweep is over (la
 RESULT_FILE = ".gradlab_writer.json"  # {"missing", "line"}: what the store lacks (writer)
 LOG_FILE = "store-writer.log"
 POLL_S = 0.2  # how often the writer looks at the sweep directory
-NICE = 5  # the writer's niceness (see main)
+NICE = 5  # a sweep's writer's niceness (see main)
+#: a single run's writer: the training is all the machine does until the run ends, and then
+#: the writer has the CPU to itself (the run's process waits for it)
+NICE_SINGLE = 19
 #: after the sweep ended, how long the writer keeps trying a store that is down before it
 #: leaves the rest to `lab.sync`
 FINAL_BUDGET_S = float(os.environ.get("GRADLAB_STORE_RETRY_S", "60"))
@@ -68,12 +71,14 @@ def launch(uri: str, sweep_dir: Path, single: bool = False,
     out = open(sweep_dir / LOG_FILE, "w")
     _launched.add(sweep_dir.resolve())
     try:
-        return subprocess.Popen([sys.executable, "-m", "lab.track.sweep_writer", str(sweep_dir),
+        proc = subprocess.Popen([sys.executable, "-m", "lab.track.sweep_writer", str(sweep_dir),
                                  *(["--run"] if single else [])],
                                 env={**os.environ, URI_ENV: uri,
                                      DIRECT_ENV: "1" if direct else "0"},
                                 stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        lower_priority(NICE_SINGLE if single else NICE, proc.pid)  # (its imports too)
+        return proc
     finally:
         out.close()
 
@@ -401,6 +406,15 @@ class SweepWriter:
                         "the store is back"}
 
 
+def lower_priority(niceness: int, pid: int = 0) -> None:
+    """At least ``niceness`` for process ``pid`` (0: this one); never raises priority."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, pid) < niceness:
+            os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    except (AttributeError, OSError):  # (another platform, or the process is gone)
+        pass
+
+
 def main(argv=None) -> int:
     from .store import quiet_store_logs
 
@@ -411,7 +425,7 @@ def main(argv=None) -> int:
     quiet_store_logs()
     # below the training (whose record holds everything meanwhile), above the figures: on a
     # machine the training keeps busy, the writer takes what it leaves and catches up at the end
-    os.nice(NICE)
+    lower_priority(NICE_SINGLE if single else NICE)
     writer = None
     try:
         writer = SweepWriter(os.environ[URI_ENV], sweep_dir, single=single)
