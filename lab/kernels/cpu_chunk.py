@@ -56,6 +56,7 @@ from .intrinsics import (
     compare_and_swap,
     fetch_add,
     flush_subnormals,
+    inline,
     inner,
     jit,
     mat,
@@ -366,7 +367,7 @@ def _update_ratios(k, sizes, ws, layer_stats):
                                                     layer_stats[k, L_WEIGHT, l])
 
 
-@inner
+@inline
 def _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper, t_start, packed,
                  m_all, ws, scalars, layer_stats, hist_act, hist_delta):
     """After every part of step k: the gradients added in part order, the step's statistics,
@@ -424,39 +425,51 @@ def _wait(spins):
         sleep_us(TEAM_SLEEP_US)
 
 
+@inner
+def _team_member(parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code,
+                 opt_code, hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats,
+                 hist_act, hist_delta, act_range, packed, ws):
+    """One thread of the team: claims parts until the chunk is done (see above)."""
+    n_steps = starts.shape[0]
+    q = ws.counter
+    mode = flush_subnormals(theta)
+    spins = 0
+    while atomic_read(q, Q_STOP) == 0:
+        claim = atomic_read(q, Q_CLAIM)
+        k = claim // parts
+        if k >= n_steps:
+            break
+        if atomic_read(q, Q_EPOCH) < k:  # step k not open yet: wait, holding nothing
+            _wait(spins)
+            spins += 1
+            continue
+        if not compare_and_swap(q, Q_CLAIM, claim, claim + 1):
+            continue  # another thread took it
+        spins = 0
+        _part_step(claim % parts, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
+                   loss_code, X, Y, order, starts[k], counts[k], k == 0, act_range, ws)
+        if fetch_add(q, Q_DONE, 1) + 1 == (k + 1) * parts:  # the step's last part
+            if _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper,
+                            t_start, packed, counts[k], ws, scalars, layer_stats, hist_act,
+                            hist_delta):
+                q[Q_RESULT] = k + 1
+                fetch_add(q, Q_STOP, 1)
+                break
+            fetch_add(q, Q_EPOCH, 1)
+    restore_mode(mode)
+
+
 @parallel_jit
 def _team(threads, parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code,
           opt_code, hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
           hist_delta, act_range, packed, ws):
-    """The chunk's steps on `threads` threads claiming parts (see above)."""
-    n_steps = starts.shape[0]
-    q = ws.counter
+    """The chunk's steps on `threads` threads claiming parts. The parallel loop's body is one
+    call of a serial function: numba's parallel passes then analyse a call, not the step's
+    code (they took ~10 s of compiling on the body written out here)."""
     for _ in prange(threads):
-        mode = flush_subnormals(theta)
-        spins = 0
-        while atomic_read(q, Q_STOP) == 0:
-            claim = atomic_read(q, Q_CLAIM)
-            k = claim // parts
-            if k >= n_steps:
-                break
-            if atomic_read(q, Q_EPOCH) < k:  # step k not open yet: wait, holding nothing
-                _wait(spins)
-                spins += 1
-                continue
-            if not compare_and_swap(q, Q_CLAIM, claim, claim + 1):
-                continue  # another thread took it
-            spins = 0
-            _part_step(claim % parts, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
-                       loss_code, X, Y, order, starts[k], counts[k], k == 0, act_range, ws)
-            if fetch_add(q, Q_DONE, 1) + 1 == (k + 1) * parts:  # the step's last part
-                if _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper,
-                                t_start, packed, counts[k], ws, scalars, layer_stats, hist_act,
-                                hist_delta):
-                    q[Q_RESULT] = k + 1
-                    fetch_add(q, Q_STOP, 1)
-                    break
-                fetch_add(q, Q_EPOCH, 1)
-        restore_mode(mode)
+        _team_member(parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code,
+                     opt_code, hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats,
+                     hist_act, hist_delta, act_range, packed, ws)
 
 
 @jit
@@ -482,13 +495,14 @@ def _chunk_parts(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_
     phase: on steps this long, waking the threads costs nothing)."""
     packed = _is_packed(theta, sizes, w_off, b_off)
     grad = seg(ws.grads, 0, theta.shape[0])
+    no, yes = np.bool_(False), np.bool_(True)  # typed, not literal: one _layers_parallel
     mode = flush_subnormals(theta)
     for k in range(starts.shape[0]):
         m_all = counts[k]
         _parts_parallel(threads, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
                         loss_code, X, Y, order, starts[k], m_all, k == 0, act_range, ws)
         if big:  # |dW|^2 with the sum; |W|^2 with the update (or below if the step diverged)
-            _layers_parallel(threads, False, theta, ws.grads, vel, sq, parts, opt_code, hyper,
+            _layers_parallel(threads, no, theta, ws.grads, vel, sq, parts, opt_code, hyper,
                              1.0, 1.0, sizes, w_off, b_off, ws)
         else:
             _combine_serial(theta, sizes, w_off, b_off, parts, ws)
@@ -502,7 +516,7 @@ def _chunk_parts(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_
             return k + 1, True
         r1, r2 = _corrections(hyper, t_start + k + 1)
         if big:
-            _layers_parallel(threads, True, theta, grad, vel, sq, parts, opt_code, hyper, r1, r2,
+            _layers_parallel(threads, yes, theta, grad, vel, sq, parts, opt_code, hyper, r1, r2,
                              sizes, w_off, b_off, ws)
             _weight_norms(k, sizes, ws, layer_stats)
         else:
