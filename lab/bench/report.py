@@ -86,11 +86,14 @@ def other_lines(results):
                          f" GFLOP/s; numba's own BLAS call {r['numba_gemm_gflops']:.0f}) "
                          f"(target ≥ {100 * GEMM_TARGET:.0f}% {mark})")
         elif r["name"] == "process_start":
+            nan = float("nan")
             lines.append(f"- fresh process, {r['variant']}: {r['process_s']:.1f} s "
-                         f"(import {r['import_s']:.2f} s, first 100-step lab.train "
+                         f"({r.get('process_cpu_s', nan):.1f} s CPU; import "
+                         f"{r['import_s']:.2f} s, first 100-step lab.train "
                          f"{r['first_train_s']:.2f} s, of which the test-set evaluate "
-                         f"{r.get('evaluate_s', float('nan')):.2f} s and the training chunk "
-                         f"{r.get('train_chunk_s', float('nan')):.2f} s)")
+                         f"{r.get('evaluate_s', nan):.2f} s ({r.get('evaluate_cpu_s', nan):.2f} s "
+                         f"CPU) and the training chunk {r.get('train_chunk_s', nan):.2f} s "
+                         f"({r.get('train_chunk_cpu_s', nan):.2f} s CPU))")
         elif r["name"] == "app_run":
             lines.append(f"- `python -m lab` (10×2 net, 2000 steps), {r['variant']}: "
                          f"{r['seconds']:.2f} s for the process ({r['overhead_seconds']:+.2f} s "

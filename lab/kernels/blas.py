@@ -7,11 +7,11 @@ of threads or the chunking, so results are reproducible run to run.
 
 import numpy as np
 
-from .intrinsics import jit
+from .intrinsics import inner, jit
 from .tuning import BLAS_MIN_MACS
 
 
-@jit
+@inner
 def vsum(x):
     """sum(x) (1-D) as eight interleaved partial sums s_r = sum_{p = r mod 8} x[p], added as
     ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)): SIMD-friendly, order fixed."""
@@ -34,7 +34,7 @@ def vsum(x):
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
-@jit
+@inner
 def dot(x, y):
     """sum(x * y) (1-D) in the same fixed order as ``vsum``."""
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
@@ -56,7 +56,7 @@ def dot(x, y):
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
-@jit
+@inner
 def add_sq_sum(x, y):
     """x += y (1-D, in place), returning sum(x**2) of the result in ``dot``'s fixed order: the
     sum of two gradients and its squared norm in one pass."""
@@ -91,7 +91,7 @@ def add_sq_sum(x, y):
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
-@jit
+@inner
 def sq_sum(x):
     """sum(x**2) (1-D) = dot(x, x): one fixed-order reduction."""
     return dot(x, x)
@@ -119,7 +119,7 @@ def matmul(W, A, out):
                 o[j] += w * a[j]
 
 
-@jit
+@inner
 def matmul_nt(dZ, A, out):
     """out = dZ @ A.T (the weight gradient dW = dZ A[l-1]^T; the transpose is a view, never a
     copy); small: out[i, k] = dot(dZ[i, :], A[k, :])."""
@@ -134,7 +134,7 @@ def matmul_nt(dZ, A, out):
             out[i, k] = dot(d, A[k])
 
 
-@jit
+@inner
 def matmul_tn(W, dZ, out):
     """out = W.T @ dZ (the error sent back, dA[l-1] = W^T dZ); small: out[k, :] = sum_i W[i, k]
     dZ[i, :]."""

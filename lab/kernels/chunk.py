@@ -50,7 +50,9 @@ class ChunkBuffers:
 
     def __init__(self, net, optimizer, X, Y, loss_code, divergence_threshold=np.inf):
         self.net, self.optimizer = net, optimizer
-        self.X, self.Y = X, Y
+        # C order: numba compiles a chunk once per array layout (a transposed one-hot Y would
+        # compile every kernel of the chunk a second time)
+        self.X, self.Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
         self.loss_code = int(loss_code)
         self.hyper = optimizer.hyper(divergence_threshold)
         self.vel, self.sq = optimizer.state_for(net.theta)

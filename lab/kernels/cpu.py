@@ -61,7 +61,10 @@ from .codes import (
     TANH,
 )
 from .intrinsics import (
+    float_bits,
     fp_mode,
+    inline,
+    inner,
     jit,
     mat,
     seg,
@@ -80,7 +83,7 @@ R_SUM, R_SAT, R_M2, R_DSQ = 0, 1, 2, 3
 N_RAW = 4
 
 
-@jit
+@inline
 def _layer(theta, sizes, w_off, b_off, l):
     """(W, b) of layer l (0-based) as views of theta (no reference counts)."""
     n_in, n_out = sizes[l], sizes[l + 1]
@@ -92,7 +95,7 @@ def _layer(theta, sizes, w_off, b_off, l):
 # 1 into c[j] where the unit saturates (s and c of a's dtype: vector loops that mix float32 and
 # float64 run several times slower). Backward rows multiply d by g'(z), written from a = g(z).
 
-@jit
+@inner
 def _identity_row(a, bi, m, s, c):
     """a = z; never saturates."""
     for j in range(m):
@@ -101,7 +104,7 @@ def _identity_row(a, bi, m, s, c):
         s[j] += v
 
 
-@jit
+@inner
 def _sigmoid_row(a, bi, m, s, c):
     """a = sigmoid(z) = 1 / (1 + e^-z) (stable form, ``fastmath.sigmoid``); saturated where
     a (1 - a) < SATURATION_SHARE / 4."""
@@ -113,7 +116,7 @@ def _sigmoid_row(a, bi, m, s, c):
         c[j] += one if v * (one - v) < sat else zero
 
 
-@jit
+@inner
 def _sigmoid_slope_row(d, a, m):
     """d *= sigmoid'(z) = a (1 - a)."""
     one = a.dtype.type(1.0)
@@ -121,7 +124,7 @@ def _sigmoid_slope_row(d, a, m):
         d[j] = d[j] * (a[j] * (one - a[j]))
 
 
-@jit
+@inner
 def _tanh_row(a, bi, m, s, c):
     """a = tanh(z) (``fastmath.tanh``); saturated where 1 - a^2 < SATURATION_SHARE."""
     one, zero, sat = a.dtype.type(1.0), a.dtype.type(0.0), a.dtype.type(SATURATION_SHARE)
@@ -132,7 +135,7 @@ def _tanh_row(a, bi, m, s, c):
         c[j] += one if one - v * v < sat else zero
 
 
-@jit
+@inner
 def _tanh_slope_row(d, a, m):
     """d *= tanh'(z) = 1 - a^2."""
     one = a.dtype.type(1.0)
@@ -140,7 +143,7 @@ def _tanh_slope_row(d, a, m):
         d[j] = d[j] * (one - a[j] * a[j])
 
 
-@jit
+@inner
 def _relu_row(a, bi, m, s, c):
     """a = max(z, 0); saturated (dead) where z <= 0."""
     one, zero = a.dtype.type(1.0), a.dtype.type(0.0)
@@ -152,7 +155,7 @@ def _relu_row(a, bi, m, s, c):
         c[j] += one if z <= 0 else zero
 
 
-@jit
+@inner
 def _relu_slope_row(d, a, m):
     """d *= relu'(z) = [z > 0] (0 at z = 0; z > 0 exactly when a > 0)."""
     zero = a.dtype.type(0.0)
@@ -160,7 +163,7 @@ def _relu_slope_row(d, a, m):
         d[j] = d[j] if a[j] > 0 else zero
 
 
-@jit
+@inner
 def _leaky_relu_row(a, bi, m, s, c):
     """a = z if z > 0 else LEAKY_SLOPE z; saturated where z <= 0."""
     one, zero, slope = a.dtype.type(1.0), a.dtype.type(0.0), a.dtype.type(LEAKY_SLOPE)
@@ -172,7 +175,7 @@ def _leaky_relu_row(a, bi, m, s, c):
         c[j] += one if z <= 0 else zero
 
 
-@jit
+@inner
 def _leaky_relu_slope_row(d, a, m):
     """d *= leaky_relu'(z) = 1 if z > 0 else LEAKY_SLOPE (LEAKY_SLOPE at z = 0)."""
     slope = a.dtype.type(LEAKY_SLOPE)
@@ -180,7 +183,7 @@ def _leaky_relu_slope_row(d, a, m):
         d[j] = d[j] if a[j] > 0 else d[j] * slope
 
 
-@jit
+@inner
 def _activate_row(code, a, bi, m, s, c):
     """a[:m] = g(a[:m] + bi) for an elementwise activation (one branch per row)."""
     if code == SIGMOID:
@@ -195,7 +198,7 @@ def _activate_row(code, a, bi, m, s, c):
         _identity_row(a, bi, m, s, c)
 
 
-@jit
+@inner
 def _slope_row(code, d, a, m):
     """d[:m] *= g'(z) written from a = g(z); identity: unchanged."""
     if code == SIGMOID:
@@ -208,7 +211,7 @@ def _slope_row(code, d, a, m):
         _leaky_relu_slope_row(d, a, m)
 
 
-@jit
+@inner
 def _softmax_columns(Z, A):
     """A[:, j] = e^(Z[:, j] - max Z[:, j]) / sum_i e^(Z[i, j] - max Z[:, j]) (output only; its
     dZ comes with cross-entropy: (A - Y) / m)."""
@@ -227,14 +230,14 @@ def _softmax_columns(Z, A):
 
 # --- a layer forward, then its backward ------------------------------------------------------------
 
-@jit
+@inner
 def _zero_acc(acc, m):
     for r in range(acc.shape[0]):
         for j in range(m):
             acc[r, j] = 0
 
 
-@jit
+@inner
 def _hidden_forward(code, A, b, raw, l, acc):
     """A = g(Z), Z = A + b in place (A holds W @ A_prev); raw[R_SUM] = sum A,
     raw[R_SAT] = #saturated units."""
@@ -247,7 +250,7 @@ def _hidden_forward(code, A, b, raw, l, acc):
     raw[R_SAT, l] = vsum(c)
 
 
-@jit
+@inner
 def _output_forward(code, Z, b, A, raw, l, acc):
     """Z += b, A = g(Z) for the output layer (Z holds W @ A_prev and is kept for the loss)."""
     n, m = Z.shape
@@ -274,18 +277,21 @@ def _output_forward(code, Z, b, A, raw, l, acc):
     raw[R_SAT, l] = vsum(c)
 
 
-@jit
-def _delta_rows(code, D, A, db, raw, l, acc, apply_slope):
-    """dZ = dA * g'(Z) in place of D (if apply_slope; D already is dZ[L] otherwise),
-    db = sum_cols dZ; raw[R_DSQ] = |dZ|^2 and raw[R_M2] = sum (A - mean A)^2, the mean being
-    raw[R_SUM] / size from the forward pass."""
+@inner
+def _delta_rows(code, D, A, db, raw, l, acc):
+    """dZ = dA * g'(Z) in place of D for a hidden layer l (the output layer's D, l = L - 1,
+    already is dZ[L]), db = sum_cols dZ; raw[R_DSQ] = |dZ|^2 and raw[R_M2] = sum (A - mean A)^2,
+    the mean being raw[R_SUM] / size from the forward pass."""
     n, m = D.shape
     _zero_acc(acc, m)
     mean = D.dtype.type(raw[R_SUM, l] / (n * m))
     q, v = acc[C_SQ], acc[C_VAR]
+    # (decided from l, not by a flag argument: numba compiles a function once more for every
+    # literal argument, True and False included)
+    hidden = l < raw.shape[1] - 1
     for i in range(n):
         d, a = D[i], A[i]
-        if apply_slope:
+        if hidden:
             _slope_row(code, d, a, m)
         db[i] = vsum(d)
         for j in range(m):
@@ -298,31 +304,25 @@ def _delta_rows(code, D, A, db, raw, l, acc, apply_slope):
 
 # --- losses ---------------------------------------------------------------------------------------
 
-@jit
-def _loss_and_output_delta(loss_code, out_act, ZL, AL, Y, dZ, m_all):
-    """The loss over these columns and dZ[L] into dZ, both with the whole batch's 1/m folded in
-    (m = m_all: a part of a batch sees only its own columns):
+@inner
+def _loss(loss_code, ZL, AL, Y, D, m_all):
+    """The loss over these columns with the whole batch's 1/m folded in (m = m_all: a part of a
+    batch sees only its own columns); for mse it leaves D = ŷ - Y, where ``_output_delta``
+    starts:
 
-    - mse: L = (1/m) sum ||ŷ - y||^2, dZ[L] = (2/m)(ŷ - Y) * g'(Z[L]);
+    - mse: L = (1/m) sum ||ŷ - y||^2;
     - bce (sigmoid output): L = (1/m) sum [max(z, 0) - y z + log(1 + e^-|z|)] from the logits z
-      (finite for saturated outputs), dZ[L] = (ŷ - Y)/m;
-    - cross_entropy (softmax output): L = (1/m) sum_j [logsumexp(z_j) - y_j . z_j],
-      dZ[L] = (ŷ - Y)/m."""
+      (finite for saturated outputs);
+    - cross_entropy (softmax output): L = (1/m) sum_j [logsumexp(z_j) - y_j . z_j]."""
     n, m = Y.shape
     total = 0.0
     if loss_code == MSE:
-        scale = 2.0 / m_all
         for i in range(n):
-            a, y, d = AL[i], Y[i], dZ[i]
+            a, y, d = AL[i], Y[i], D[i]
             for j in range(m):
                 d[j] = a[j] - y[j]
             total += sq_sum(d)
-            for j in range(m):
-                d[j] = scale * d[j]
-            if out_act != IDENTITY and out_act != SOFTMAX:
-                _slope_row(out_act, d, a, m)
-        return total / m_all
-    if loss_code == BCE:
+    elif loss_code == BCE:
         for i in range(n):
             for j in range(m):
                 z = ZL[i, j]
@@ -338,14 +338,32 @@ def _loss_and_output_delta(loss_code, out_act, ZL, AL, Y, dZ, m_all):
             lse = zmax + math.log(s)
             for i in range(n):
                 total += Y[i, j] * (lse - ZL[i, j])
+    return total / m_all
+
+
+@inner
+def _output_delta(loss_code, out_act, AL, Y, dZ, m_all):
+    """dZ[L] after ``_loss``, with the whole batch's 1/m folded in:
+
+    - mse: dZ[L] = (2/m)(ŷ - Y) * g'(Z[L]) (dZ holds ŷ - Y from ``_loss``);
+    - bce (sigmoid output), cross_entropy (softmax output): dZ[L] = (ŷ - Y)/m."""
+    n, m = Y.shape
+    if loss_code == MSE:
+        scale = 2.0 / m_all
+        for i in range(n):
+            d = dZ[i]
+            for j in range(m):
+                d[j] = scale * d[j]
+            if out_act != IDENTITY and out_act != SOFTMAX:
+                _slope_row(out_act, d, AL[i], m)
+        return
     for i in range(n):
         a, y, d = AL[i], Y[i], dZ[i]
         for j in range(m):
             d[j] = (a[j] - y[j]) / m_all
-    return total / m_all
 
 
-@jit
+@inner
 def _hits(loss_code, AL, Y):
     """(correct, counted) predictions: per output unit for BCE ([ŷ > 1/2] == [y > 1/2]), per
     column for cross-entropy (argmax ŷ == argmax y), (0, 0) for regression."""
@@ -370,7 +388,7 @@ def _hits(loss_code, AL, Y):
     return 0, 0
 
 
-@jit
+@inner
 def _accuracy(loss_code, AL, Y):
     hits, counted = _hits(loss_code, AL, Y)
     return hits / counted if counted else np.nan
@@ -388,12 +406,12 @@ def _unit_offsets(sizes):
     return off
 
 
-@jit
+@inline
 def _view(buf, row0, rows, m):
     return mat(buf, row0 * m, rows, m)
 
 
-@jit
+@inline
 def _owned_view(buf, row0, rows, m):
     """Like _view, but holding a reference: for a view used after its buffer's last mention in
     the function that allocated it (numba frees a buffer right after its last use, so a
@@ -401,7 +419,7 @@ def _owned_view(buf, row0, rows, m):
     return buf[row0 * m:(row0 + rows) * m].reshape((rows, m))
 
 
-@jit
+@inner
 def _forward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, A0, m, uoff, zbuf, abuf,
                   raw, accbuf):
     """A[l] = g(W[l] A[l-1] + b[l]) for l = 1..L into abuf (the output layer's Z into zbuf);
@@ -421,7 +439,7 @@ def _forward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, A0, m, uoff, 
     _output_forward(out_act, Z, b, _view(abuf, uoff[L - 1], sizes[L], m), raw, L - 1, acc)
 
 
-@jit
+@inner
 def _histogram(values, lo, hi, counts):
     """Add values into len(counts) bins on [lo, hi]; outside (and NaN-low) values go to end bins."""
     nb = counts.shape[0]
@@ -450,7 +468,7 @@ def _delta_bin(a, nb):
     return min(int(math.floor((x - DELTA_LO) * (nb / (DELTA_HI - DELTA_LO)))), nb - 1)
 
 
-@jit
+@inner
 def _float_format(x):
     """(exponent codes, bias, mantissa bits) of x's float type."""
     return (2048, 1023, 52) if x.itemsize == 8 else (256, 127, 23)
@@ -489,7 +507,7 @@ def _delta_bin_table(like, nb):
     return base, edge
 
 
-@jit
+@inner
 def _count_bins(values, bits, shift, mask, base, edge, counts):
     """counts[base[e] + (|v| >= edge[e])] += 1 for each value, e its exponent bits; NaN low."""
     for i in range(values.shape[0]):
@@ -504,14 +522,11 @@ def _log10_abs_histogram(values, counts, base, edge):
     """Add log10|values| into len(counts) bins on DELTA_LOG10_RANGE (``_delta_bin`` read from its
     table: two lookups a value instead of a log10, ~5x faster)."""
     flat = values.ravel()
-    _, _, mant = _float_format(flat)
-    if flat.itemsize == 8:
-        _count_bins(flat, flat.view(np.int64), mant, 0x7FF, base, edge, counts)
-    else:
-        _count_bins(flat, flat.view(np.int32), mant, 0xFF, base, edge, counts)
+    n_exp, _, mant = _float_format(flat)
+    _count_bins(flat, float_bits(flat), mant, n_exp - 1, base, edge, counts)
 
 
-@jit
+@inner
 def _backward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, A0, Y, m, m_all,
                    uoff, zbuf, abuf, grad, dz_a, dz_b, raw, hist, hist_act, hist_delta,
                    act_range, accbuf, bin_base, bin_edge):
@@ -524,9 +539,10 @@ def _backward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, A
     nL = sizes[L]
     AL = _view(abuf, uoff[L - 1], nL, m)
     dZ = _view(dz_a, 0, nL, m)
-    loss = _loss_and_output_delta(loss_code, out_act, _view(zbuf, 0, nL, m), AL, Y, dZ, m_all)
+    loss = _loss(loss_code, _view(zbuf, 0, nL, m), AL, Y, dZ, m_all)
+    _output_delta(loss_code, out_act, AL, Y, dZ, m_all)
     _, db = _layer(grad, sizes, w_off, b_off, L - 1)
-    _delta_rows(out_act, dZ, AL, db, raw, L - 1, acc, False)
+    _delta_rows(out_act, dZ, AL, db, raw, L - 1, acc)
     cur, other = dz_a, dz_b
     for l in range(L - 1, -1, -1):
         n_out, n_in = sizes[l + 1], sizes[l]
@@ -543,12 +559,12 @@ def _backward_pass(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, A
             dA = _view(other, 0, n_in, m)
             matmul_tn(W, dZ, dA)
             _, db_prev = _layer(grad, sizes, w_off, b_off, l - 1)
-            _delta_rows(hidden_act, dA, prev, db_prev, raw, l - 1, acc, True)
+            _delta_rows(hidden_act, dA, prev, db_prev, raw, l - 1, acc)
             cur, other = other, cur
     return loss
 
 
-@jit
+@inner
 def _buffers(theta, sizes, m):
     """A of every layer stacked, the output layer's Z, two dZ buffers, column accumulators
     (of theta's dtype)."""
@@ -590,8 +606,7 @@ def evaluate(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, X, Y):
     ZL = _owned_view(zbuf, 0, sizes[L], m)
     AL = _owned_view(abuf, uoff[L - 1], sizes[L], m)
     Yc = np.ascontiguousarray(Y)
-    loss = _loss_and_output_delta(loss_code, out_act, ZL, AL, Yc, _view(dz_a, 0, sizes[L], m),
-                                  m)
+    loss = _loss(loss_code, ZL, AL, Yc, _view(dz_a, 0, sizes[L], m), m)
     return loss, _accuracy(loss_code, AL, Yc)
 
 
@@ -616,9 +631,10 @@ def gradients(theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, X, Y):
 
 # --- the optimizer update ---------------------------------------------------------------------------
 
-@jit
-def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_step, steps):
-    """theta[lo:hi] -= step in place, with g = grad, v = vel, s = sq (t counts updates from 1):
+@inner
+def _update_segment(th, gr, ve, sqr, opt_code, hyper, r1, r2, steps):
+    """th -= step in place, with g = gr, v = ve, s = sqr (views of one segment of theta, grad,
+    vel, sq; t counts updates from 1), each step into steps:
 
     - sgd:      step = lr g
     - momentum: v = beta v + (1 - beta) g;                    step = lr v
@@ -627,20 +643,17 @@ def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_
                 step = lr (v r1) / (sqrt(s r2) + eps),  r1 = 1/(1 - beta1^t), r2 = 1/(1 - beta2^t)
                 (multiplied, not divided: one division per parameter instead of three).
 
-    With keep_step, the steps go to steps[0:hi - lo], a buffer of their own: were it grad
-    itself, LLVM's runtime alias check would send every call to the scalar loop (4x slower
-    for Adam). Loops index views from 0, so LLVM knows the indices are non-negative and
-    vectorizes."""
-    n = hi - lo
-    th, gr, ve, sqr = seg(theta, lo, n), seg(grad, lo, n), seg(vel, lo, n), seg(sq, lo, n)
-    out = steps if keep_step else gr
+    steps is a buffer of its own: were it gr itself, LLVM's runtime alias check would send every
+    call to the scalar loop (4x slower for Adam). Views indexed from 0: LLVM knows the indices
+    are non-negative and vectorizes. (Views, not offsets: one compiled variant for every caller,
+    where literal offsets such as 0 made numba compile one per literal.)"""
+    n = th.shape[0]
     lr = hyper[H_LR]
     if opt_code == SGD:
         for p in range(n):
             step = lr * gr[p]
             th[p] -= step
-            if keep_step:
-                out[p] = step
+            steps[p] = step
     elif opt_code == MOMENTUM:
         beta = hyper[H_BETA]
         for p in range(n):
@@ -648,8 +661,7 @@ def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_
             ve[p] = v
             step = lr * v
             th[p] -= step
-            if keep_step:
-                out[p] = step
+            steps[p] = step
     elif opt_code == RMSPROP:
         beta2, eps = hyper[H_BETA2], hyper[H_EPS]
         for p in range(n):
@@ -658,8 +670,7 @@ def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_
             sqr[p] = s
             step = lr * g / (math.sqrt(s) + eps)
             th[p] -= step
-            if keep_step:
-                out[p] = step
+            steps[p] = step
     else:  # ADAM
         beta1, beta2, eps = hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS]
         for p in range(n):
@@ -670,11 +681,17 @@ def _update_segment(theta, grad, vel, sq, lo, hi, opt_code, hyper, r1, r2, keep_
             sqr[p] = s
             step = lr * (v * r1) / (math.sqrt(s * r2) + eps)
             th[p] -= step
-            if keep_step:
-                out[p] = step
+            steps[p] = step
 
 
-@jit
+@inline
+def _update_span(theta, grad, vel, sq, lo, n, opt_code, hyper, r1, r2, steps):
+    """``_update_segment`` on theta[lo:lo + n] and the same span of grad, vel, sq."""
+    _update_segment(seg(theta, lo, n), seg(grad, lo, n), seg(vel, lo, n), seg(sq, lo, n),
+                    opt_code, hyper, r1, r2, seg(steps, 0, n))
+
+
+@inner
 def _corrections(hyper, t):
     """Adam's bias corrections (1/(1 - beta1^t), 1/(1 - beta2^t))."""
     return 1.0 / (1 - hyper[H_BETA1] ** t), 1.0 / (1 - hyper[H_BETA2] ** t)
@@ -683,11 +700,10 @@ def _corrections(hyper, t):
 @jit
 def update(theta, grad, vel, sq, opt_code, hyper, t):
     r1, r2 = _corrections(hyper, t)
-    _update_segment(theta, grad, vel, sq, 0, theta.shape[0], opt_code, hyper, r1, r2, False,
-                    grad)
+    _update_segment(theta, grad, vel, sq, opt_code, hyper, r1, r2, np.empty_like(theta))
 
 
-@jit
+@inner
 def _update_ratio(step_norm, w_norm):
     """||ΔW|| / ||W||; a zero matrix that moves has an infinite ratio, one that stays has 0."""
     if w_norm > 0:
@@ -695,7 +711,7 @@ def _update_ratio(step_norm, w_norm):
     return np.inf if step_norm > 0 else 0.0
 
 
-@jit
+@inner
 def _is_packed(theta, sizes, w_off, b_off):
     """True for Network's layout: W[1] b[1] W[2] b[2] ... back to back, covering theta."""
     end = 0

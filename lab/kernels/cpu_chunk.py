@@ -48,6 +48,7 @@ from .cpu import (
     _unit_offsets,
     _update_ratio,
     _update_segment,
+    _update_span,
     _view,
 )
 from .intrinsics import (
@@ -55,6 +56,8 @@ from .intrinsics import (
     compare_and_swap,
     fetch_add,
     flush_subnormals,
+    inline,
+    inner,
     jit,
     mat,
     restore_mode,
@@ -65,7 +68,9 @@ from .intrinsics import (
 from .threads import blas_threads, chunk_plan, numba_threads, part_threads
 from .tuning import TEAM_SLEEP_US, TEAM_SPIN_YIELDS, UPDATE_BLOCK
 
-parallel_jit = njit(cache=True, nogil=True, parallel=True, **fm.FLAGS)
+# the parallel regions, called from compiled code only (no wrappers: see intrinsics.inner)
+parallel_jit = njit(cache=True, nogil=True, parallel=True, no_cpython_wrapper=True,
+                    no_cfunc_wrapper=True, **fm.FLAGS)
 
 Workspace = namedtuple("Workspace", [
     "uoff",  # row offset of each layer in the stacked buffers
@@ -83,19 +88,17 @@ Workspace = namedtuple("Workspace", [
 ])
 
 
-@jit
 def _workspace(theta, sizes, parts, per_max, bins):
-    """Every buffer a chunk needs, allocated once per chunk for parts of at most per_max
-    columns."""
+    """Every buffer a chunk needs, for parts of at most per_max columns (numpy, not compiled:
+    a compiled allocator cost ~2 s of a cold start for what numpy does in microseconds)."""
+    sizes = np.asarray(sizes)
     L = sizes.shape[0] - 1
-    units, widest = 0, sizes[0]
-    for l in range(1, L + 1):
-        units += sizes[l]
-        widest = max(widest, sizes[l])
-    nL, n_x = sizes[L], sizes[0]
+    units, widest = int(sizes[1:].sum()), int(sizes.max())
+    nL, n_x = int(sizes[L]), int(sizes[0])
     stride = np.array([n_x * per_max, nL * per_max, nL * per_max, units * per_max,
                        widest * per_max, 4 * per_max], dtype=np.int64)
     dt = theta.dtype
+    n_theta = theta.shape[0]
     bin_base, bin_edge = _delta_bin_table(theta, bins)
     return Workspace(
         _unit_offsets(sizes), stride,
@@ -103,13 +106,12 @@ def _workspace(theta, sizes, parts, per_max, bins):
         np.empty(parts * stride[2], dt), np.empty(parts * stride[3], dt),
         np.empty(parts * stride[4], dt), np.empty(parts * stride[4], dt),
         np.empty(parts * stride[5], dt),
-        np.empty(parts * theta.shape[0], dt), np.zeros((parts, N_RAW, L)),
+        np.empty(parts * n_theta, dt), np.zeros((parts, N_RAW, L)),
         np.zeros((parts, L, bins), np.int64), np.zeros((parts, L, bins), np.int64),
         np.zeros(parts), np.zeros((parts, 2), np.int64), np.zeros(8, np.int64),
-        np.zeros((L, 3)), np.zeros(L), np.empty(theta.shape[0], dt), bin_base, bin_edge)
+        np.zeros((L, 3)), np.zeros(L), np.empty(n_theta, dt), bin_base, bin_edge)
 
 
-@jit
 def _reset(ws):
     """A pooled workspace made ready for a new chunk: the counters and the first step's
     histograms back to 0 (everything else is written before it is read)."""
@@ -151,7 +153,7 @@ def release_workspaces():
         _pool.clear()
 
 
-@jit
+@inner
 def _part_step(p, parts, theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, X, Y,
                order, start, m_all, hist, act_range, ws):
     """Forward and backward for part p of a step's batch: columns order[start + j] for j in
@@ -202,7 +204,7 @@ def _parts_parallel(threads, parts, theta, sizes, w_off, b_off, hidden_act, out_
             p = fetch_add(ws.counter, 0, 1)
 
 
-@jit
+@inner
 def _combine_layer(grads, parts, theta, sizes, w_off, b_off, l, sums):
     """Layer l: the other parts' gradients added into part 0's in part order
     (((g_0 + g_1) + g_2) + ...), the squares of the result summed as the last part is added:
@@ -221,27 +223,25 @@ def _combine_layer(grads, parts, theta, sizes, w_off, b_off, l, sums):
         sums[l, slot] = add_sq_sum(g, seg(grads, (parts - 1) * n + lo, cnt))
 
 
-@jit
+@inner
 def _update_layer(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off, l, sums,
                   moved):
     """Layer l's update, measured as it goes: W in blocks of UPDATE_BLOCK parameters, each
     block's |W|^2 taken before and its steps' |step|^2 after its update while the block is in
     cache (sums[l, 2] = |W|^2 before the update, moved[l] = |step W|^2: one read of W and of
-    dW, steps never written to memory); then b."""
-    n_w = sizes[l + 1] * sizes[l]
-    steps = np.empty(min(UPDATE_BLOCK, n_w), theta.dtype)
+    dW, the steps in a block-sized buffer); then b."""
+    n_w, n_b = sizes[l + 1] * sizes[l], sizes[l + 1]
+    steps = np.empty(max(min(UPDATE_BLOCK, n_w), n_b), theta.dtype)
     w_sq, step_sq = 0.0, 0.0
     lo = w_off[l]
     for start in range(0, n_w, UPDATE_BLOCK):
         cnt = min(UPDATE_BLOCK, n_w - start)
         w_sq += sq_sum(seg(theta, lo + start, cnt))
-        _update_segment(theta, grad, vel, sq, lo + start, lo + start + cnt, opt_code, hyper, r1,
-                        r2, True, steps)
+        _update_span(theta, grad, vel, sq, lo + start, cnt, opt_code, hyper, r1, r2, steps)
         step_sq += sq_sum(seg(steps, 0, cnt))
     sums[l, 2] = w_sq
     moved[l] = step_sq
-    _update_segment(theta, grad, vel, sq, b_off[l], b_off[l] + sizes[l + 1], opt_code, hyper,
-                    r1, r2, False, steps)
+    _update_span(theta, grad, vel, sq, b_off[l], n_b, opt_code, hyper, r1, r2, steps)
 
 
 @parallel_jit
@@ -264,7 +264,7 @@ def _layers_parallel(threads, update_now, theta, grad_or_grads, vel, sq, parts, 
         restore_mode(mode)
 
 
-@jit
+@inner
 def _finish_stats(raws, parts, sizes, m_all, stats):
     """stats[L_ACT_MEAN, L_ACT_STD, L_SATURATION, L_DELTA] from the parts' raw sums: mean = sum /
     count, std = sqrt(M2 / count) with the parts' squared deviations around their own means
@@ -296,7 +296,7 @@ def _finish_stats(raws, parts, sizes, m_all, stats):
         stats[L_DELTA, l] = math.sqrt(dsq)
 
 
-@jit
+@inner
 def _combine_serial(theta, sizes, w_off, b_off, parts, ws):
     """The parts' gradients added into part 0's in part order with their norms
     (``_combine_layer``), then |W|^2 per layer, on this thread."""
@@ -305,13 +305,13 @@ def _combine_serial(theta, sizes, w_off, b_off, parts, ws):
         ws.sums[l, 2] = sq_sum(seg(theta, w_off[l], sizes[l + 1] * sizes[l]))
 
 
-@jit
+@inner
 def _weight_norms(k, sizes, ws, layer_stats):
     for l in range(sizes.shape[0] - 1):
         layer_stats[k, L_WEIGHT, l] = math.sqrt(ws.sums[l, 2])
 
 
-@jit
+@inner
 def _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_act, hist_delta,
                  weights_known):
     """Step k's statistics from the workspace (the weight norms too if weights_known: the big
@@ -343,7 +343,7 @@ def _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_a
     return not (math.isfinite(loss) and math.isfinite(grad_total)) or loss > hyper[H_THRESHOLD]
 
 
-@jit
+@inner
 def _update_serial(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, b_off, packed,
                    sums, moved, steps):
     """The update on one thread (one pass over all parameters when packed); the steps go to
@@ -351,8 +351,7 @@ def _update_serial(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, 
     (Writing them over grad, which the loop reads, made LLVM's runtime alias check fail:
     the scalar fallback loop ran, 4x slower for Adam.)"""
     if packed:
-        _update_segment(theta, grad, vel, sq, 0, theta.shape[0], opt_code, hyper, r1, r2, True,
-                        steps)
+        _update_segment(theta, grad, vel, sq, opt_code, hyper, r1, r2, steps)
         for l in range(sizes.shape[0] - 1):
             moved[l] = sq_sum(seg(steps, w_off[l], sizes[l + 1] * sizes[l]))
     else:  # (sums[l, 2] measured again by the update: the statistics already hold the norms)
@@ -361,21 +360,21 @@ def _update_serial(theta, grad, vel, sq, opt_code, hyper, r1, r2, sizes, w_off, 
                           sums, moved)
 
 
-@jit
+@inner
 def _update_ratios(k, sizes, ws, layer_stats):
     for l in range(sizes.shape[0] - 1):
         layer_stats[k, L_UPDATE, l] = _update_ratio(math.sqrt(ws.moved[l]),
                                                     layer_stats[k, L_WEIGHT, l])
 
 
-@jit
+@inline
 def _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper, t_start, packed,
                  m_all, ws, scalars, layer_stats, hist_act, hist_delta):
     """After every part of step k: the gradients added in part order, the step's statistics,
     and (unless it diverged: returns True) the update and its ratios, on this thread."""
     _combine_serial(theta, sizes, w_off, b_off, parts, ws)
     if _record_step(k, parts, sizes, m_all, hyper, ws, scalars, layer_stats, hist_act,
-                    hist_delta, True):
+                    hist_delta, np.bool_(True)):  # (typed, not literal: see _chunk_serial)
         return True
     r1, r2 = _corrections(hyper, t_start + k + 1)
     _update_serial(theta, seg(ws.grads, 0, theta.shape[0]), vel, sq, opt_code, hyper, r1, r2,
@@ -388,13 +387,17 @@ def _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper,
 def _chunk_serial(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code, opt_code,
                   hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
                   hist_delta, act_range, ws):
-    """train_chunk's loop for one part per step, on this thread (no parallel code compiled)."""
+    """train_chunk's loop for one part per step, on this thread (no parallel code compiled).
+    Part 0 of 1 are typed int64 values rather than the literals 0 and 1: numba compiles a
+    function once more for every literal argument, and this way the team's steps share the
+    compiled _part_step and _finish_step."""
     packed = _is_packed(theta, sizes, w_off, b_off)
     mode = flush_subnormals(theta)
+    part, parts = np.int64(0), np.int64(1)
     for k in range(starts.shape[0]):
-        _part_step(0, 1, theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, X, Y, order,
-                   starts[k], counts[k], k == 0, act_range, ws)
-        if _finish_step(k, 1, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper, t_start,
+        _part_step(part, parts, theta, sizes, w_off, b_off, hidden_act, out_act, loss_code, X, Y,
+                   order, starts[k], counts[k], k == 0, act_range, ws)
+        if _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper, t_start,
                         packed, counts[k], ws, scalars, layer_stats, hist_act, hist_delta):
             restore_mode(mode)
             return k + 1, True
@@ -413,7 +416,7 @@ def _chunk_serial(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss
 Q_CLAIM, Q_DONE, Q_EPOCH, Q_STOP, Q_RESULT = 0, 1, 2, 3, 4
 
 
-@jit
+@inner
 def _wait(spins):
     """A waiting thread's spins-th wait: it yields its core first, then sleeps."""
     if spins < TEAM_SPIN_YIELDS:
@@ -422,39 +425,51 @@ def _wait(spins):
         sleep_us(TEAM_SLEEP_US)
 
 
+@inner
+def _team_member(parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code,
+                 opt_code, hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats,
+                 hist_act, hist_delta, act_range, packed, ws):
+    """One thread of the team: claims parts until the chunk is done (see above)."""
+    n_steps = starts.shape[0]
+    q = ws.counter
+    mode = flush_subnormals(theta)
+    spins = 0
+    while atomic_read(q, Q_STOP) == 0:
+        claim = atomic_read(q, Q_CLAIM)
+        k = claim // parts
+        if k >= n_steps:
+            break
+        if atomic_read(q, Q_EPOCH) < k:  # step k not open yet: wait, holding nothing
+            _wait(spins)
+            spins += 1
+            continue
+        if not compare_and_swap(q, Q_CLAIM, claim, claim + 1):
+            continue  # another thread took it
+        spins = 0
+        _part_step(claim % parts, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
+                   loss_code, X, Y, order, starts[k], counts[k], k == 0, act_range, ws)
+        if fetch_add(q, Q_DONE, 1) + 1 == (k + 1) * parts:  # the step's last part
+            if _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper,
+                            t_start, packed, counts[k], ws, scalars, layer_stats, hist_act,
+                            hist_delta):
+                q[Q_RESULT] = k + 1
+                fetch_add(q, Q_STOP, 1)
+                break
+            fetch_add(q, Q_EPOCH, 1)
+    restore_mode(mode)
+
+
 @parallel_jit
 def _team(threads, parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code,
           opt_code, hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats, hist_act,
           hist_delta, act_range, packed, ws):
-    """The chunk's steps on `threads` threads claiming parts (see above)."""
-    n_steps = starts.shape[0]
-    q = ws.counter
+    """The chunk's steps on `threads` threads claiming parts. The parallel loop's body is one
+    call of a serial function: numba's parallel passes then analyse a call, not the step's
+    code (they took ~10 s of compiling on the body written out here)."""
     for _ in prange(threads):
-        mode = flush_subnormals(theta)
-        spins = 0
-        while atomic_read(q, Q_STOP) == 0:
-            claim = atomic_read(q, Q_CLAIM)
-            k = claim // parts
-            if k >= n_steps:
-                break
-            if atomic_read(q, Q_EPOCH) < k:  # step k not open yet: wait, holding nothing
-                _wait(spins)
-                spins += 1
-                continue
-            if not compare_and_swap(q, Q_CLAIM, claim, claim + 1):
-                continue  # another thread took it
-            spins = 0
-            _part_step(claim % parts, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
-                       loss_code, X, Y, order, starts[k], counts[k], k == 0, act_range, ws)
-            if fetch_add(q, Q_DONE, 1) + 1 == (k + 1) * parts:  # the step's last part
-                if _finish_step(k, parts, theta, vel, sq, sizes, w_off, b_off, opt_code, hyper,
-                                t_start, packed, counts[k], ws, scalars, layer_stats, hist_act,
-                                hist_delta):
-                    q[Q_RESULT] = k + 1
-                    fetch_add(q, Q_STOP, 1)
-                    break
-                fetch_add(q, Q_EPOCH, 1)
-        restore_mode(mode)
+        _team_member(parts, theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_code,
+                     opt_code, hyper, t_start, X, Y, order, starts, counts, scalars, layer_stats,
+                     hist_act, hist_delta, act_range, packed, ws)
 
 
 @jit
@@ -480,13 +495,14 @@ def _chunk_parts(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_
     phase: on steps this long, waking the threads costs nothing)."""
     packed = _is_packed(theta, sizes, w_off, b_off)
     grad = seg(ws.grads, 0, theta.shape[0])
+    no, yes = np.bool_(False), np.bool_(True)  # typed, not literal: one _layers_parallel
     mode = flush_subnormals(theta)
     for k in range(starts.shape[0]):
         m_all = counts[k]
         _parts_parallel(threads, parts, theta, sizes, w_off, b_off, hidden_act, out_act,
                         loss_code, X, Y, order, starts[k], m_all, k == 0, act_range, ws)
         if big:  # |dW|^2 with the sum; |W|^2 with the update (or below if the step diverged)
-            _layers_parallel(threads, False, theta, ws.grads, vel, sq, parts, opt_code, hyper,
+            _layers_parallel(threads, no, theta, ws.grads, vel, sq, parts, opt_code, hyper,
                              1.0, 1.0, sizes, w_off, b_off, ws)
         else:
             _combine_serial(theta, sizes, w_off, b_off, parts, ws)
@@ -500,7 +516,7 @@ def _chunk_parts(theta, vel, sq, sizes, w_off, b_off, hidden_act, out_act, loss_
             return k + 1, True
         r1, r2 = _corrections(hyper, t_start + k + 1)
         if big:
-            _layers_parallel(threads, True, theta, grad, vel, sq, parts, opt_code, hyper, r1, r2,
+            _layers_parallel(threads, yes, theta, grad, vel, sq, parts, opt_code, hyper, r1, r2,
                              sizes, w_off, b_off, ws)
             _weight_norms(k, sizes, ws, layer_stats)
         else:

@@ -6,15 +6,23 @@ Nothing here is math: ``cpu.py`` uses these so its loops stay fast and its resul
 
 import platform
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 
 from . import fastmath as fm
 
+# Compiled entry points (called from Python): cached, release the GIL.
 jit = njit(cache=True, nogil=True, **fm.FLAGS)
+# Helpers only compiled code calls: no Python or C wrapper (numba would otherwise generate, optimize
+# and compile both for every helper and signature, ~0.05 s of a cold start each; numba's own
+# @overload implementations are built the same way). Called from Python, they would crash.
+inner = njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, **fm.FLAGS)
+# One-line helpers (views): inlined into the caller's numba IR, never compiled on their own.
+inline = njit(nogil=True, inline="always", **fm.FLAGS)
 
 
 # --- views without reference counting ------------------------------------------------------------
@@ -54,6 +62,20 @@ def mat(typingctx, buf, start, rows, cols):
     if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.layout == "C"):
         return None
     return types.Array(buf.dtype, 2, "C")(buf, start, rows, cols), _raw_view_codegen(2)
+
+
+def float_bits(x):
+    """The bits of a 1-D float array as signed integers of its width (a view)."""
+    return x.view(np.int64 if x.itemsize == 8 else np.int32)
+
+
+@overload(float_bits)
+def _float_bits(x):
+    # chosen at typing time: a kernel compiles the view of its own float width only
+    if not (isinstance(x, types.Array) and isinstance(x.dtype, types.Float)):
+        return None
+    ity = np.int64 if x.dtype.bitwidth == 64 else np.int32
+    return lambda x: x.view(ity)
 
 
 # --- atomic counter: parts of a step handed out to whichever thread asks first ------------------
@@ -183,7 +205,7 @@ def _mxcsr(typingctx, value):
     return types.int64(value), codegen
 
 
-@jit
+@inner
 def flush_subnormals(theta):
     """Set FTZ/DAZ for a float32 theta in this thread; returns the mode to restore (or -1)."""
     if theta.itemsize != 4:
@@ -194,7 +216,7 @@ def flush_subnormals(theta):
     return old
 
 
-@jit
+@inner
 def restore_mode(old):
     if old >= 0:
         _mxcsr(old)
