@@ -33,18 +33,6 @@ def pytest_configure(config):
         os.environ.get("PYTEST_TMPDIR", "/tmp"), "gradlab-pytest-mlruns.db"))
 
 
-# `make test` (pytest-xdist, --dist loadfile) hands whole files to its two workers in the order
-# they are collected: the longest files go first, so the suite never ends with one worker
-# running a long file while the other waits (measured: the last files took minutes alone).
-LONG_FILES = ("test_reliability.py", "test_cluster.py", "test_sync.py", "test_cuda.py",
-              "test_app.py", "test_bench.py", "test_studies.py", "test_ui_browser.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONG_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # (stable)
-
-
 def unused_port():
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as s:
