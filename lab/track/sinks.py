@@ -29,6 +29,10 @@ from .uri import artifact_root_for
 
 __all__ = ["ClientSink", "DirectSink", "NeedsMlflow", "open_sink"]
 
+#: how long a write of metric rows retries a transient fault before the writer leaves it to
+#: its next look (the record keeps the rows meanwhile)
+WRITER_RETRY_S = 5.0
+
 
 def _start_ms(meta: dict) -> int:
     return int(meta.get("started", time.time()) * 1000)
@@ -80,7 +84,9 @@ class DirectSink:
                                 {str(k): str(v) for k, v in (params or {}).items()})
 
     def log(self, run_id: str, rows) -> None:
-        self.runs.log_rows(run_id, rows)
+        from .store import retry
+
+        retry(lambda: self.runs.log_rows(run_id, rows), "log_metrics", WRITER_RETRY_S)
 
     def add_params(self, run_id: str, params: dict) -> None:
         self.runs.add_params(run_id, {str(k): str(v) for k, v in params.items()})
@@ -111,7 +117,6 @@ class ClientSink:
         self.uri = uri
         self.syncer = Syncer(uri)
         self.client = self.syncer.client
-        self.fast = self.syncer.fast
 
     def repair(self, uri: str) -> None:
         repair_quietly(uri)
@@ -127,18 +132,7 @@ class ClientSink:
         return self.syncer._create(exp_id, meta, tags, params=params).info.run_id
 
     def log(self, run_id: str, rows) -> None:
-        if self.fast is not None:  # one transaction: one wait for the disk
-            self.fast.log_rows(run_id, rows)
-            return
-        from mlflow.entities import Metric
-
-        from .params import MAX_METRICS_PER_BATCH, batches
-        from .store import retry
-
-        metrics = [Metric(key, value, ts, step) for key, value, ts, step in rows]
-        for chunk in batches(metrics, MAX_METRICS_PER_BATCH):
-            retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c), "log_batch",
-                  budget_s=5.0)
+        self.syncer._log(run_id, rows, WRITER_RETRY_S)
 
     def add_params(self, run_id: str, params: dict) -> None:
         self.syncer._add_params(self.client.get_run(run_id), params)
@@ -150,8 +144,8 @@ class ClientSink:
         self.syncer._close(self.client.get_run(run_id), status, meta)
 
     def shut(self) -> None:
-        if self.fast is not None:
-            self.fast.close()
+        if self.syncer.fast is not None:
+            self.syncer.fast.close()
 
 
 def open_sink(uri: str, direct: bool = True) -> DirectSink | ClientSink:

@@ -260,7 +260,7 @@ class SweepWriter:
 
     def store_parent(self, status: str) -> None:
         """The parent's findings (params, job-comparing metrics), files and end."""
-        from .sync import SWEEP_ARTIFACTS
+        from .sync import SWEEP_ARTIFACTS, block_rows
 
         if self.parent_id is None:
             self.open_parent()
@@ -268,12 +268,8 @@ class SweepWriter:
         findings = meta.get("findings")
         if findings:
             self.sink.add_params(run_id, findings.get("params", {}))
-            ts = int(meta.get("started", time.time()) * 1000)
-            self.log_rows(run_id, [(name, float(v), ts, int(step))
-                                   for block, steps in findings["metrics"]
-                                   for name, values in block.items()
-                                   for step, v in zip(steps, values)
-                                   if v is not None and np.isfinite(v)])
+            self.log_rows(run_id, block_rows(findings["metrics"],
+                                             int(meta.get("started", time.time()) * 1000)))
         files = ([self.sweep_dir / n for n in SWEEP_ARTIFACTS]
                  + sorted(self.sweep_dir.glob("figures/*.png")))
         self.sink.upload(run_id, self.sweep_dir, files)
@@ -357,6 +353,7 @@ class SweepWriter:
     def add_end_of_run(self, feed: RunFeed) -> None:
         from ..history import load
         from ..views.describe import end_of_run_metrics
+        from .sync import block_rows
 
         history, summary = feed.dir / "history.npz", rec.read_json(feed.dir / "summary.json")
         if not history.exists() or summary is None:
@@ -364,11 +361,8 @@ class SweepWriter:
         if summary.get("run_id") != feed.run_id:  # the job could not know it
             summary["run_id"] = feed.run_id
             (feed.dir / "summary.json").write_text(json.dumps(summary, indent=1))
-        series = {}
-        for block, steps in end_of_run_metrics(load(history), summary):
-            for name, values in block.items():
-                series[name] = (np.asarray(steps), np.asarray(values, dtype=float))
-        self.log_series(feed.run_id, series, feed.stamp())
+        self.log_rows(feed.run_id, block_rows(end_of_run_metrics(load(history), summary),
+                                              feed.stamp()))
 
     def log_series(self, run_id: str, series, ts: int) -> None:
         self.log_rows(run_id, [(name, v, ts, s) for name, (steps, values) in series.items()
@@ -378,10 +372,8 @@ class SweepWriter:
 
     def log_rows(self, run_id: str, rows) -> None:
         """Metric rows ``(name, value, timestamp_ms, step)`` (finite) into the store."""
-        from .store import retry
-
         if rows:
-            retry(lambda: self.sink.log(run_id, rows), "log_metrics", budget_s=5.0)
+            self.sink.log(run_id, rows)
 
     def upload(self, feed: RunFeed) -> None:
         from .sync import RUN_ARTIFACTS

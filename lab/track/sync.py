@@ -25,8 +25,8 @@ from .detail import StorePlan, store_series
 from .fastsql import SqliteMetrics, sqlite_fast_path
 from .params import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH, batches, tag_value
 from .runs import DIR_TAG, HOST_TAG, PID_TAG, STATUS_TO_MLFLOW, UID_TAG, sync_command
+from .store import RETRY_BUDGET_S, ensure_store, get_or_create_experiment, retry
 from .store import client as make_client
-from .store import ensure_store, get_or_create_experiment, retry
 from .uri import artifact_root_for, mask_uri, one_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # experiments/ and conf/: the study questions
@@ -198,15 +198,7 @@ class Syncer:
         """Metric blocks ``[({name: values}, steps)]``: the values the store lacks (all of
         them for a run created by this sync: ``fresh``)."""
         ts = int(meta.get("started", time.time()) * 1000)
-        stored = self._stored(run_id, fresh)
-        missing = []
-        for block, steps in blocks:
-            for name, values in block.items():
-                have = stored(name)
-                missing.extend((name, float(v), ts, int(st))
-                               for st, v in zip(steps, values)
-                               if v is not None and np.isfinite(v) and int(st) not in have)
-        self._log(run_id, missing)
+        self._log(run_id, block_rows(blocks, ts, self._stored(run_id, fresh)))
 
     def _stored(self, run_id: str, fresh: bool):
         """``name -> steps the store holds``: nothing for a run created by this sync
@@ -218,16 +210,18 @@ class Syncer:
             return lambda name: found.get(name, set())
         return lambda name: read.metric_steps(self.client, run_id, name)
 
-    def _log(self, run_id: str, rows: list) -> None:
-        """Metric rows ``(name, value, timestamp_ms, step)`` into the store."""
+    def _log(self, run_id: str, rows: list, budget_s: float = RETRY_BUDGET_S) -> None:
+        """Metric rows ``(name, value, timestamp_ms, step)`` into the store (a transient fault
+        retried for ``budget_s``)."""
         if self.fast is not None and rows:
-            retry(lambda: self.fast.log_rows(run_id, rows), "log_metrics")
+            retry(lambda: self.fast.log_rows(run_id, rows), "log_metrics", budget_s)
         elif rows:
             from mlflow.entities import Metric
 
             metrics = [Metric(*row) for row in rows]
             for chunk in batches(metrics, MAX_METRICS_PER_BATCH):
-                retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c), "log_batch")
+                retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c), "log_batch",
+                      budget_s)
         self.report.values += len(rows)
 
     def _add_params(self, run, params: dict) -> None:
@@ -332,6 +326,18 @@ class Syncer:
     def _alive(meta: dict) -> bool:
         return meta.get("host") == rec.HOST and rec.pid_alive(meta.get("pid", -1),
                                                               meta.get("started"))
+
+
+def block_rows(blocks, ts: int, stored=lambda name: ()) -> list[tuple]:
+    """Metric rows ``(name, value, ts, step)`` of blocks ``[({name: values}, steps)]``: the
+    finite values at steps not in ``stored(name)``."""
+    rows = []
+    for block, steps in blocks:
+        for name, values in block.items():
+            have = stored(name)
+            rows.extend((name, float(v), ts, int(st)) for st, v in zip(steps, values)
+                        if v is not None and np.isfinite(v) and int(st) not in have)
+    return rows
 
 
 # ------------------------------------------------------------------ what a run's tags are
