@@ -4,6 +4,8 @@ Compiled kernels branch on small integers (one branch per layer, not per element
 Python layers translate the user's names once and list the valid choices in errors.
 """
 
+import math
+
 # Activations (hidden layers use the first five; softmax is an output activation only).
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = 0, 1, 2, 3, 4, 5
 ACTIVATIONS = {
@@ -57,3 +59,19 @@ def lookup(table: dict, name: str, what: str) -> int:
     if not isinstance(name, str) or name not in table:
         raise ValueError(f"{what}={name!r} is not valid; choose one of: {', '.join(table)}")
     return table[name]
+
+
+def delta_bin(a, nb):
+    """The bin of log10(a), a = |dZ| >= 0, among nb bins on DELTA_LOG10_RANGE (0 and NaN: the
+    low bin; outside values: the end bins). The one definition: the CPU kernels compile it
+    (their histogram reads it from a table that reproduces it), the CUDA kernels compile it as
+    a device function."""
+    lo, hi = DELTA_LOG10_RANGE
+    if not a > 0:  # also catches NaN
+        return 0
+    x = math.log10(a)
+    if x <= lo:
+        return 0
+    if x >= hi:
+        return nb - 1
+    return min(int(math.floor((x - lo) * (nb / (hi - lo)))), nb - 1)

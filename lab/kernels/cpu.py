@@ -41,7 +41,6 @@ from .blas import matmul, matmul_nt, matmul_tn, sq_sum, vsum
 from .codes import (
     BCE,
     CROSS_ENTROPY,
-    DELTA_LOG10_RANGE,
     H_BETA,
     H_BETA1,
     H_BETA2,
@@ -59,6 +58,7 @@ from .codes import (
     SIGMOID,
     SOFTMAX,
     TANH,
+    delta_bin,
 )
 from .intrinsics import (
     float_bits,
@@ -73,7 +73,6 @@ from .threads import chunk_plan
 
 __all__ = ["forward", "evaluate", "gradients", "update", "fp_mode", "chunk_plan"]
 
-DELTA_LO, DELTA_HI = DELTA_LOG10_RANGE
 SIG_SAT = SATURATION_SHARE * 0.25  # sigmoid's g'(z) = a (1 - a) is at most 1/4
 # column accumulators (rows of the `acc` scratch array)
 C_SUM, C_SAT, C_VAR, C_SQ = 0, 1, 2, 3
@@ -453,19 +452,8 @@ def _histogram(values, lo, hi, counts):
             counts[min(int(math.floor((v - lo) * scale)), nb - 1)] += 1
 
 
-@jit
-def _delta_bin(a, nb):
-    """The bin of log10(a), a = |dZ| >= 0 of dZ's dtype, among nb bins on DELTA_LOG10_RANGE
-    (0 and NaN: the low bin; outside values: the end bins). The definition; the histogram
-    itself reads it from a table (``_delta_bin_table``), which reproduces it for every a."""
-    if not a > 0:  # also catches NaN
-        return 0
-    x = math.log10(a)
-    if x <= DELTA_LO:
-        return 0
-    if x >= DELTA_HI:
-        return nb - 1
-    return min(int(math.floor((x - DELTA_LO) * (nb / (DELTA_HI - DELTA_LO)))), nb - 1)
+# the bin of log10|dZ| (lab/kernels/codes.py: its one definition, which the CUDA kernels share)
+_delta_bin = jit(delta_bin)
 
 
 @inner

@@ -16,7 +16,6 @@ import numpy as np
 from .codes import (
     BCE,
     CROSS_ENTROPY,
-    DELTA_LOG10_RANGE,
     H_BETA,
     H_BETA1,
     H_BETA2,
@@ -44,6 +43,7 @@ from .codes import (
     SIGMOID,
     SOFTMAX,
     TANH,
+    delta_bin,
 )
 from .tuning import (
     CUDA_SIM_THREADS,
@@ -71,7 +71,6 @@ TILE = CUDA_SIM_TILE if SIMULATOR else CUDA_TILE
 THREADS = CUDA_SIM_THREADS if SIMULATOR else CUDA_THREADS
 N_RED = 6  # values reduced at once by the statistics kernel
 TILE_PAD = TILE + 1  # row length of transposed-read tiles: no shared-memory bank conflicts
-DELTA_LO, DELTA_HI = DELTA_LOG10_RANGE
 
 # small nets launch small grids on purpose; numba warns about every such launch
 warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
@@ -167,17 +166,7 @@ def _bin(v, lo, hi, nb):
     return min(int(math.floor((v - lo) * (nb / (hi - lo)))), nb - 1)
 
 
-@device
-def _log10_bin(v, nb):
-    a = abs(v)
-    if not a > 0:
-        return 0
-    x = math.log10(a)
-    if x <= DELTA_LO:
-        return 0
-    if x >= DELTA_HI:
-        return nb - 1
-    return min(int(math.floor((x - DELTA_LO) * (nb / (DELTA_HI - DELTA_LO)))), nb - 1)
+_delta_bin = device(delta_bin)  # (lab/kernels/codes.py: shared with the CPU kernels)
 
 
 @device
@@ -448,7 +437,7 @@ def _step_stats(theta, grad, sizes, w_off, b_off, uoff, hidden_act, out_act, los
         s_d += d * d
         if k == 0:
             cuda.atomic.add(hist_act, (l, _bin(a, lo, hi, nb)), 1)
-            cuda.atomic.add(hist_delta, (l, _log10_bin(d, nb)), 1)
+            cuda.atomic.add(hist_delta, (l, _delta_bin(abs(d), nb)), 1)
     s_w = 0.0
     s_gw = 0.0
     for p in range(w_off[l] + t, w_off[l] + n_w, T):
