@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## run the exploding_identity and vanishing_sigmoid sweeps into sqlite:///mlruns.db
 	$(BIN)/python -m lab.demo
 
-# Two workers, a test file each at a time (files share their expensive fixtures): the suite
-# is mostly subprocesses and their waits, so 2 workers on 2 cores halve its wall time.
-PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
+# Three workers, a test file each at a time (files share their expensive fixtures), longest
+# files first (tests/conftest.py orders them; --no-loadscope-reorder keeps that order): the
+# suite is mostly subprocesses and their waits, so a third worker on 2 cores fills the gaps.
+PYTEST := $(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)  ## the whole test suite (CUDA parts on the simulator), ~5 min on 2 cores
 	$(PYTEST)

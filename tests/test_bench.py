@@ -14,8 +14,10 @@ FIELDS = {"name", "backend", "dtype", "depth", "width", "batch"}
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_results(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "lab.bench", "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    # without the peers, as on CI (their timing is what the full bench is for; the load
+    # tolerance's records have a test of their own below)
+    proc = subprocess.run([sys.executable, "-m", "lab.bench", "--quick", "--peers", "",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((tmp_path / "bench-results.json").read_text())
     machine = doc["machine"]
@@ -48,14 +50,27 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert "| 10×2, 64 | float64 |" in (tmp_path / "bench-results.md").read_text()
     assert (tmp_path / "bench-steps-per-second.png").stat().st_size > 10_000
     assert "numba vs numpy" in proc.stdout
-    # load tolerance: idle and one-core-busy ratios to each installed peer, with load averages
-    if any(r["backend"] in ("torch", "jax") for r in steps):
-        loaded = [r for r in results if r["name"] == "load_ratio"]
-        assert {(r["depth"], r["width"]) for r in loaded} == {(10, 64), (50, 64)}
-        for r in loaded:
-            assert r["ratio_idle"].keys() == r["ratio_loaded"].keys() != set()
-            assert r["load_busy"] >= 0 and r["load_idle"] >= 0
-        assert "one core busy" in (tmp_path / "bench-results.md").read_text()
+
+
+def test_load_tolerance_records_idle_and_busy_ratios_to_each_peer():
+    """numba's ratio to each installed peer as the machine is and with one core kept busy, with
+    the load averages, and the table that shows them (a tiny net: the records, not the speed)."""
+    from lab.bench.load import loaded_ratios
+    from lab.bench.report import load_table
+    from lab.bench.runners import available_peers
+
+    peers, _ = available_peers()
+    if not peers:
+        pytest.skip("no peer installed (pip install -e '.[bench]'): no ratio to record")
+    records = loaded_ratios(peers, ("float64",), 2, 0.01, lambda line: None, shapes=[(2, 8, 32)])
+    assert len(records) == 1
+    rec = records[0]
+    assert rec["ratio_idle"].keys() == rec["ratio_loaded"].keys() == peers.keys()
+    assert all(v > 0 for v in [*rec["ratio_idle"].values(), *rec["ratio_loaded"].values()])
+    assert rec["us_loaded"].keys() == {"numba", *peers}
+    assert rec["load_busy"] >= 0 and rec["load_idle"] >= 0
+    table = load_table(records)
+    assert "one core busy" in table and "| 2×8, 32 float64 |" in table
 
 
 def test_busy_core_process_is_started_and_stopped():

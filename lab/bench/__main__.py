@@ -32,6 +32,7 @@ def run(out_dir, quick=False, log=print, backends=None, only_load=False):
     load_start = os.getloadavg()[0]
     peers, notes = available_peers()
     if backends is not None:
+        notes += [f"{k} installed, left out (--peers)" for k in peers if k not in backends]
         peers = {k: v for k, v in peers.items() if k in backends}
     shapes = QUICK_SHAPES if quick else SHAPES
     rounds, seconds_per_round = (3, 0.04) if quick else (7, 0.3)

@@ -43,12 +43,21 @@ def measure_shape(shape, dtype, peers, rounds, seconds_per_round, log, with_nump
         runners["jax"] = (runner, k)
         out["jax"] = {"first_call_s": first, "compile_s": max(first - steady, 0.0),
                       "steps_per_round": k}
-    for name, (runner, k) in runners.items():
-        # one backend at a time: another's threads (BLAS, OpenMP, XLA) wind down for a while
-        # after its last call and would steal cores from the next one's rounds
-        time.sleep(0.2)
-        runner.run(k)
-        out[name]["samples"] = [_timed(runner.run, k) / k * 1e6 for _ in range(rounds)]
+    for runner, k in runners.values():
+        runner.run(k)  # warm: caches, pages, thread pools
+    names = list(runners)
+    for name in names:
+        out[name]["samples"] = []
+    # Rounds interleaved, the order rotated each round: a burst of other work on the machine
+    # falls on every backend's rounds alike instead of on one backend's block of rounds, so
+    # the ratios of one run compare like with like.
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            runner, k = runners[name]
+            # another backend's threads (BLAS, OpenMP, XLA) wind down for a while after its
+            # last call and would steal cores from this one's round
+            time.sleep(0.2)
+            out[name]["samples"].append(_timed(runner.run, k) / k * 1e6)
     for name, rec in out.items():
         rec["us_per_step"] = float(np.median(rec["samples"]))
         rec["best_us_per_step"] = float(np.min(rec["samples"]))
