@@ -68,14 +68,16 @@ def _spin(seconds_x1e8):
     return s
 
 
+@pytest.mark.parametrize("big", [False, True], ids=["team", "layer-parallel"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_bit_identical_across_threads_and_part_schedules(dtype):
-    """8 parts per step, claimed by 1, 2, 3 or 8 threads, with and without a busy thread in
-    the same process disturbing who claims what: every output equal bit for bit."""
+def test_bit_identical_across_threads_and_part_schedules(dtype, big):
+    """8 parts per step, claimed by 1, 2, 3 or 8 threads (the team of one parallel region per
+    chunk, and the big nets' layer-parallel chunk), with and without a busy thread in the same
+    process disturbing who claims what: every output equal bit for bit."""
     rng = np.random.default_rng(4)
     X, Y = rng.standard_normal((8, 96)), rng.standard_normal((2, 96))
     schedule = _schedule(96, 12)
-    plan = ChunkPlan(8, True, 1)
+    plan = ChunkPlan(8, big, 1)
 
     def run(threads):
         net = lab.Network([8, 32, 32, 2], "sigmoid", init="xavier", seed=2, dtype=dtype)
@@ -96,7 +98,7 @@ def test_bit_identical_across_threads_and_part_schedules(dtype):
     # and the plan's part count is what the numbers depend on (not silently ignored)
     net = lab.Network([8, 32, 32, 2], "sigmoid", init="xavier", seed=2, dtype=dtype)
     two = _chunk_run(net, "mse", net.check_inputs(X), net.check_inputs(X, Y)[1], schedule,
-                     plan=ChunkPlan(2, True, 1), threads=2)
+                     plan=ChunkPlan(2, big, 1), threads=2)
     np.testing.assert_allclose(two[0], first[0], rtol=1e-4 if dtype == "float32" else 1e-12)
 
 
