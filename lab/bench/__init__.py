@@ -12,9 +12,10 @@ float32) for
 - ``jax``: ``jax.jit`` over a ``lax.scan`` of K steps of the same math incl. Adam (if installed).
 
 Each backend is warmed up first (its compile or first-call time is reported separately), then
-timed over several rounds, one backend after the other (a backend's BLAS/OpenMP/XLA threads keep
-spinning for a while after its last call and would slow the next one down); the result is the
-median over rounds. The machine's load average is recorded: other processes on a 2-core machine
+timed over several rounds, the backends' rounds interleaved in an order rotated each round (so
+a burst of other work on the machine falls on every backend alike) with a pause before each
+round (a backend's BLAS/OpenMP/XLA threads keep spinning for a while after its last call and
+would slow the next one down); the result is the median over rounds. The machine's load average is recorded: other processes on a 2-core machine
 change every number here. Also measured: numpy's and numba's GEMM rate at
 the 512-wide layer's shape, a fresh process's cold vs warm start (numba cache empty vs
 populated), and, through the Hydra app ``python -m lab``, MLflow's cost per run (tracking on vs

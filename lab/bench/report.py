@@ -158,7 +158,8 @@ def write_markdown(path, results, machine, peers, notes, quick):
     text = [f"### Speed (`python -m lab.bench{' --quick' if quick else ''}`)", "",
             f"Machine: {machine_line(machine)}.", "",
             "µs per training step (forward + backward + Adam, full batch, sigmoid hidden "
-            "layers, MSE), median over rounds (each round's time and the best one are in "
+            "layers, MSE), median over rounds, the backends' rounds interleaved (each round's "
+            "time and the best one are in "
             "bench-results.json); numba and numpy also record every per-step statistic. "
             "Speed-up = peer's time / numba's time. On a 2-core machine other processes change "
             "these numbers a lot, the multi-threaded backends' most: compare the load averages.",
