@@ -27,15 +27,15 @@ def rng():
     return np.random.default_rng(1234)
 
 
-# Seconds each heavy file takes in a fresh clone (numba's cache empty; `make test` on 2 cores,
-# measured with --durations=0). pytest-xdist hands files to workers in collection order (the
+# Seconds each heavy file took with numba's cache empty (`make test`, 3 workers on 2 cores,
+# --durations=0: the time under the suite's own contention). pytest-xdist hands files to workers in collection order (the
 # Makefile turns off its reordering by test count): longest first, so no long file starts
 # last and leaves the other cores idle. Files not listed are short and run after these.
 FILE_SECONDS = {
-    "test_reliability.py": 150, "test_cluster.py": 115, "test_sync.py": 110,
-    "test_parallel_chunk.py": 55, "test_cuda.py": 50, "test_app.py": 45, "test_bench.py": 42,
-    "test_studies.py": 40, "test_ui_browser.py": 38, "test_config.py": 32,
-    "test_backends_agree.py": 20, "test_gradcheck.py": 15, "test_track.py": 15,
+    "test_cluster.py": 184, "test_reliability.py": 165, "test_sync.py": 163, "test_cuda.py": 153,
+    "test_parallel_chunk.py": 42, "test_ui_browser.py": 41, "test_config.py": 29,
+    "test_bench.py": 25, "test_studies.py": 18, "test_app.py": 17, "test_track.py": 11,
+    "test_backends_agree.py": 6,
 }
 
 

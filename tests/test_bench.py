@@ -10,14 +10,18 @@ import pytest
 from lab import bench
 
 FIELDS = {"name", "backend", "dtype", "depth", "width", "batch"}
+SMOKE_SHAPES = [(10, 2, 64)]
+SMOKE = ",".join(bench.shape_name(s) for s in SMOKE_SHAPES)
 
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_results(tmp_path):
     # without the peers, as on CI (their timing is what the full bench is for; the load
-    # tolerance's records have a test of their own below)
+    # tolerance's records have a test of their own below), on the smallest shape (the others
+    # add only their compiling and timing: the kernels' own tests cover their code)
     proc = subprocess.run([sys.executable, "-m", "lab.bench", "--quick", "--peers", "",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+                           "--shapes", SMOKE, "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((tmp_path / "bench-results.json").read_text())
     machine = doc["machine"]
@@ -31,13 +35,13 @@ def test_quick_benchmark_writes_results(tmp_path):
     # the written GPU prediction: launches and bytes per step for every measured shape
     gpu = {(r["depth"], r["width"], r["batch"], r["dtype"]): r for r in results
            if r["name"] == "gpu_prediction"}
-    assert set(gpu) == {s + (d,) for s in bench.QUICK_SHAPES for d in bench.DTYPES}
-    assert gpu[(10, 64, 256, "float64")]["launches"] == 23
-    ratio = gpu[(10, 64, 256, "float64")]["bytes"] / gpu[(10, 64, 256, "float32")]["bytes"]
+    assert set(gpu) == {s + (d,) for s in SMOKE_SHAPES for d in bench.DTYPES}
+    assert gpu[(10, 2, 64, "float64")]["launches"] == 23  # 2L + 3
+    ratio = gpu[(10, 2, 64, "float64")]["bytes"] / gpu[(10, 2, 64, "float32")]["bytes"]
     assert 1.9 < ratio <= 2.0  # everything but the float64 loss terms halves in float32
     steps = [r for r in results if r["name"] == "train_step"]
     for backend in ("numpy", "numba"):
-        for shape in bench.QUICK_SHAPES:
+        for shape in SMOKE_SHAPES:
             for dtype in bench.DTYPES:
                 hit = [r for r in steps if (r["depth"], r["width"], r["batch"]) == shape
                        and r["dtype"] == dtype and r["backend"] == backend]
@@ -95,6 +99,13 @@ def test_numba_runner_goes_through_the_public_chunk_api():
     X, Y = make_data(8, 16, "float64")
     lab.train(net, lab.Optimizer("adam", lr=LR), X, Y, steps=5)
     np.testing.assert_array_equal(runner.net.theta, net.theta)
+
+
+def test_an_unknown_shape_is_one_line():
+    proc = subprocess.run([sys.executable, "-m", "lab.bench", "--shapes", "10x3x64"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "unknown shape 10x3x64; the bench's shapes are 10x2x64," in proc.stderr
 
 
 def test_flops_and_targets_cover_every_shape():

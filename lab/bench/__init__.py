@@ -43,4 +43,5 @@ from .shapes import (  # noqa: E402,F401
     SHAPES,
     TARGETS,
     flops_per_step,
+    shape_name,
 )

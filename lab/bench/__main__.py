@@ -22,11 +22,11 @@ from .report import (
     write_markdown,
 )
 from .runners import available_peers
-from .shapes import ACTIVATION, DTYPES, QUICK_SHAPES, SHAPES, flops_per_step
+from .shapes import ACTIVATION, DTYPES, QUICK_SHAPES, SHAPES, flops_per_step, shape_name
 from .timing import gemm_efficiency, measure_shape
 
 
-def run(out_dir, quick=False, log=print, backends=None, only_load=False):
+def run(out_dir, quick=False, log=print, backends=None, only_load=False, only_shapes=None):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
@@ -35,6 +35,8 @@ def run(out_dir, quick=False, log=print, backends=None, only_load=False):
         notes += [f"{k} installed, left out (--peers)" for k in peers if k not in backends]
         peers = {k: v for k, v in peers.items() if k in backends}
     shapes = QUICK_SHAPES if quick else SHAPES
+    if only_shapes is not None:
+        shapes = [s for s in SHAPES if s in only_shapes]
     rounds, seconds_per_round = (3, 0.04) if quick else (7, 0.3)
     results = []
     if only_load:
@@ -107,9 +109,21 @@ def main(argv=None):
                              "torch,jax; '' for numpy and numba only)")
     parser.add_argument("--only-load", action="store_true",
                         help="only the load-tolerance measurement (idle vs one core busy)")
+    names = {shape_name(s): s for s in SHAPES}
+
+    def shape_list(text):
+        unknown = [n for n in text.split(",") if n not in names]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown shape {', '.join(unknown)}; the bench's "
+                                             f"shapes are {', '.join(names)}")
+        return [names[n] for n in text.split(",")]
+
+    parser.add_argument("--shapes", type=shape_list,
+                        help=f"comma-separated subset of the step shapes: {', '.join(names)} "
+                             "(default: all, or the first three with --quick)")
     args = parser.parse_args(argv)
     run(args.out, quick=args.quick, backends={p for p in args.peers.split(",") if p},
-        only_load=args.only_load)
+        only_load=args.only_load, only_shapes=args.shapes)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,16 @@ TARGETS = {
     (50, 64, 256): {"numpy": 1.5, "torch": 1.5, "jax": 1.2},
     (10, 512, 1024): {"numpy": 1.0, "torch": 1.0, "jax": 0.9},
 }
-GEMM_TARGET = 0.8  # numba's effective GFLOP/s at 10x512x1024 vs numpy's GEMM rate
+GEMM_TARGET = 0.8  # numba's GFLOP/s at 10x512x1024 vs the faster GEMM (numpy's or numba's BLAS)
 # issue 16: numba's ratio to each peer must stay within this share of its idle ratio when the
 # bench keeps one core busy (10x64 and 50x64)
 LOAD_TOLERANCE = 0.25
 LOADED_SHAPES = [(10, 64, 256), (50, 64, 256)]
+
+
+def shape_name(shape):
+    """'10x64x256' for (depth, width, batch): how --shapes names a shape."""
+    return "x".join(str(n) for n in shape)
 
 
 def sizes_of(depth, width):

@@ -98,12 +98,13 @@ def gemm_efficiency(numba_us, dtype, rounds, log):
     out = [{"name": "gemm", "backend": backend, "dtype": dtype, "depth": 1, "width": 512,
             "batch": 1024, "gflops": rate} for backend, rate in rates.items()]
     gflops = flops_per_step(10, 512, 1024) / (numba_us * 1e-6) / 1e9
+    best = max(rates.values())  # the stricter reference: whichever BLAS ran faster just now
     out.append({"name": "gemm_efficiency", "backend": "numba", "dtype": dtype, "depth": 10,
                 "width": 512, "batch": 1024, "gflops": gflops,
                 "numpy_gemm_gflops": rates["numpy"], "numba_gemm_gflops": rates["numba"],
-                "fraction": gflops / rates["numpy"], "us_per_step": numba_us})
+                "fraction": gflops / best, "us_per_step": numba_us})
     log(f"  GEMM {dtype}: numpy {rates['numpy']:.0f} GFLOP/s, numba's BLAS {rates['numba']:.0f}; "
-        f"numba's step {gflops:.0f} GFLOP/s ({100 * gflops / rates['numpy']:.0f}% of numpy's)")
+        f"numba's step {gflops:.0f} GFLOP/s ({100 * gflops / best:.0f}% of the faster)")
     return out
 
 
