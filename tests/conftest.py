@@ -28,9 +28,10 @@ def rng():
 
 
 # Seconds each heavy file took with numba's cache empty (`make test`, 3 workers on 2 cores,
-# --durations=0: the time under the suite's own contention). pytest-xdist hands files to workers in collection order (the
-# Makefile turns off its reordering by test count): longest first, so no long file starts
-# last and leaves the other cores idle. Files not listed are short and run after these.
+# --durations=0: the time under the suite's own contention). pytest-xdist hands files to
+# workers in collection order (the Makefile turns off its reordering by test count): longest
+# first, so no long file starts last and leaves the other cores idle. Files not listed are
+# short and run after these.
 FILE_SECONDS = {
     "test_cluster.py": 184, "test_reliability.py": 165, "test_sync.py": 163, "test_cuda.py": 153,
     "test_parallel_chunk.py": 42, "test_ui_browser.py": 41, "test_config.py": 29,
