@@ -279,10 +279,13 @@ def check_reachable(uri: str, timeout_s: float = 5) -> None:
     }
     saved = {k: os.environ.get(k) for k in overrides}
     outcome: dict[str, BaseException] = {}
+    # MLflow's import and client set-up (no request yet; seconds on a busy machine) stay out
+    # of the time the server is given to answer
+    store_client = client(uri)
 
     def probe() -> None:
         try:
-            client(uri).search_experiments(max_results=1)
+            store_client.search_experiments(max_results=1)
         except BaseException as e:  # reported to the caller below
             outcome["error"] = e
 
