@@ -27,7 +27,7 @@ demo: $(STAMP)  ## run the exploding_identity and vanishing_sigmoid sweeps into 
 # suite is mostly subprocesses and their waits, so a third worker on 2 cores fills the gaps.
 PYTEST := $(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder
 
-test: $(STAMP)  ## the whole test suite (CUDA parts on the simulator), ~5 min on 2 cores
+test: $(STAMP)  ## the whole test suite (CUDA parts on the simulator), ~5-6 min on 2 cores
 	$(PYTEST)
 
 test-fast: $(STAMP)  ## the suite without tests marked slow
