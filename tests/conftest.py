@@ -1,6 +1,7 @@
 """Fixtures and helpers shared by the test files."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -110,17 +111,34 @@ class Sweep:
 
 
 @pytest.fixture(scope="session")
-def identity_sweep(tmp_path_factory):
-    """One small study for the whole session: the lecture's 10x2 identity net at gains
+def identity_sweep(tmp_path_factory, worker_id):
+    """One small study for the whole test run: the lecture's 10x2 identity net at gains
     0.5, 0.9, 1.0, 1.1, 1.5 (1.5 diverges), 200 steps, figures on, into a fresh store.
-    Tests read it; none may write to it."""
-    tmp = tmp_path_factory.mktemp("identity_sweep")
+    Tests read it; none may write to it. Under pytest-xdist the first worker that needs it
+    makes it, the others wait for it and read the same one (a sweep with its figures is ~20 s
+    of CPU)."""
+    import json
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the run's temporary directory, above every worker's own
+    tmp, marker = root / "identity_sweep", root / "identity_sweep.json"
     store = tmp / "mlruns.db"
-    done = run_lab(["-m", "+experiment=exploding_identity", "train.steps=200"], store, tmp)
-    assert done.returncode == 0, done.stderr[-3000:]
-    sweep = Sweep(store, f"sqlite:///{store}", tmp / "sweep", done)
-    _wait_for_figures(sweep)
-    return sweep
+    with FileLock(str(root / "identity_sweep.lock")):
+        if marker.exists():
+            done = subprocess.CompletedProcess(**json.loads(marker.read_text()))
+            return Sweep(store, f"sqlite:///{store}", tmp / "sweep", done)
+        shutil.rmtree(tmp, ignore_errors=True)  # (what a failed attempt left)
+        tmp.mkdir()
+        done = run_lab(["-m", "+experiment=exploding_identity", "train.steps=200"], store, tmp)
+        assert done.returncode == 0, done.stderr[-3000:]
+        sweep = Sweep(store, f"sqlite:///{store}", tmp / "sweep", done)
+        _wait_for_figures(sweep)
+        marker.write_text(json.dumps({"args": done.args, "returncode": done.returncode,
+                                      "stdout": done.stdout, "stderr": done.stderr}))
+        return sweep
 
 
 FIGURES_PER_RUN = 5  # lab.views.training's run figures (loss, gradients, activations)
