@@ -15,11 +15,12 @@ Each backend is warmed up first (its compile or first-call time is reported sepa
 timed over several rounds, the backends' rounds interleaved in an order rotated each round (so
 a burst of other work on the machine falls on every backend alike) with a pause before each
 round (a backend's BLAS/OpenMP/XLA threads keep spinning for a while after its last call and
-would slow the next one down); the result is the median over rounds. The machine's load average is recorded: other processes on a 2-core machine
-change every number here. Also measured: numpy's and numba's GEMM rate at
-the 512-wide layer's shape, a fresh process's cold vs warm start (numba cache empty vs
-populated), and, through the Hydra app ``python -m lab``, MLflow's cost per run (tracking on vs
-off) and sweep throughput (16 jobs, basic launcher and joblib with 2 workers).
+would slow the next one down); the result is the median over rounds. The machine's load
+average is recorded: other processes on a 2-core machine change every number here. Also
+measured: numpy's and numba's GEMM rate at the 512-wide layer's shape, a fresh process's
+cold vs warm start (numba cache empty vs populated), and, through the Hydra app
+``python -m lab``, MLflow's cost per run (tracking on vs off) and sweep throughput (16 jobs,
+basic launcher and joblib with 2 workers).
 
 Load tolerance: for the 64-wide nets numba's ratio to each peer is measured idle and then
 with one core kept busy by a background process the bench starts and stops (``load.py``).

@@ -112,11 +112,12 @@ def main(argv=None):
     names = {shape_name(s): s for s in SHAPES}
 
     def shape_list(text):
-        unknown = [n for n in text.split(",") if n not in names]
+        asked = text.split(",")
+        unknown = [n for n in asked if n not in names]
         if unknown:
             raise argparse.ArgumentTypeError(f"unknown shape {', '.join(unknown)}; the bench's "
                                              f"shapes are {', '.join(names)}")
-        return [names[n] for n in text.split(",")]
+        return [names[n] for n in asked]
 
     parser.add_argument("--shapes", type=shape_list,
                         help=f"comma-separated subset of the step shapes: {', '.join(names)} "
