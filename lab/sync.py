@@ -16,6 +16,8 @@ from pathlib import Path
 
 from . import track
 from .track import sync as track_sync
+from .track.store import client as store_client
+from .track.uri import is_http
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +49,8 @@ def main(argv=None):
         return 2
     uri = track.resolve_tracking_uri(uri, REPO_ROOT)
     try:
+        if is_http(uri):  # MLflow's import outside the server's time to answer
+            store_client(uri)
         track.check_reachable(uri)
         report = track_sync.sync(uri, paths) if paths else track_sync.SyncReport()
         if args.repair:

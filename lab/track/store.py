@@ -259,6 +259,10 @@ def ensure_store(uri: str, lock_timeout_s: float = 120.0, lock_wait_s: float = L
 
 def check_reachable(uri: str, timeout_s: float = 5) -> None:
     """Fail fast (within about ``timeout_s`` + 2 s) if the tracking store is unusable.
+    (MLflow's import counts in that time unless the caller made its client first: a run's start
+    promises one line within seconds; ``lab.sync``, which uses the client right after, makes
+    it first, so that on a busy machine the import alone cannot call a running server
+    unreachable.)
 
     http(s): one request with MLflow's HTTP retries off and a short timeout (both restored
     afterwards). sqlite: directory and file checks and schema creation under a file lock.
@@ -279,13 +283,10 @@ def check_reachable(uri: str, timeout_s: float = 5) -> None:
     }
     saved = {k: os.environ.get(k) for k in overrides}
     outcome: dict[str, BaseException] = {}
-    # MLflow's import and client set-up (no request yet; seconds on a busy machine) stay out
-    # of the time the server is given to answer
-    store_client = client(uri)
 
     def probe() -> None:
         try:
-            store_client.search_experiments(max_results=1)
+            client(uri).search_experiments(max_results=1)
         except BaseException as e:  # reported to the caller below
             outcome["error"] = e
 
