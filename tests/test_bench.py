@@ -2,6 +2,7 @@
 promised fields (the full benchmark stays out of the test suite)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -32,6 +33,10 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert results and all(FIELDS <= r.keys() for r in results)
     assert all("us_per_step" in r or "seconds" in r or "gflops" in r or "us_loaded" in r
                or "predicted_us" in r for r in results)
+    # the cores each backend's rounds kept busy: measured (not 0), never more than the machine
+    # has (a loaded machine may give a one-thread backend much less than a core)
+    steps = [r for r in results if r["name"] == "train_step"]
+    assert steps and all(0.05 < r["cores"] <= machine["cores"] + 0.2 for r in steps)
     # the written GPU prediction: launches and bytes per step for every measured shape
     gpu = {(r["depth"], r["width"], r["batch"], r["dtype"]): r for r in results
            if r["name"] == "gpu_prediction"}
@@ -73,8 +78,13 @@ def test_load_tolerance_records_idle_and_busy_ratios_to_each_peer():
     assert all(v > 0 for v in [*rec["ratio_idle"].values(), *rec["ratio_loaded"].values()])
     assert rec["us_loaded"].keys() == {"numba", *peers}
     assert rec["load_busy"] >= 0 and rec["load_idle"] >= 0
+    for cores in (rec["cores_idle"], rec["cores_loaded"]):
+        assert cores.keys() == {"numba", *peers}
+        assert all(0 < c <= os.cpu_count() + 0.2 for c in cores.values())
     table = load_table(records)
     assert "one core busy" in table and "| 2×8, 32 float64 |" in table
+    numba_cores = f"{rec['cores_idle']['numba']:.2f} → {rec['cores_loaded']['numba']:.2f}"
+    assert numba_cores in table
 
 
 def test_busy_core_process_is_started_and_stopped():

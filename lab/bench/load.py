@@ -59,6 +59,8 @@ def loaded_ratios(peers, dtypes, rounds, seconds_per_round, log, shapes=LOADED_S
                    "load_busy": load_busy, "tolerance": LOAD_TOLERANCE,
                    "us_idle": {b: r["us_per_step"] for b, r in idle.items()},
                    "us_loaded": {b: r["us_per_step"] for b, r in loaded.items()},
+                   "cores_idle": {b: r["cores"] for b, r in idle.items()},
+                   "cores_loaded": {b: r["cores"] for b, r in loaded.items()},
                    "ratio_idle": r_idle, "ratio_loaded": r_loaded}
             results.append(rec)
             for peer in r_idle:

@@ -44,6 +44,8 @@ def _fmt_us(us):
 def step_table(results, peers):
     """Markdown table: µs/step per backend and numba's speed-up over each (targets marked)."""
     steps = [r for r in results if r["name"] == "train_step"]
+    if not steps:  # (--only-load)
+        return ""
     by = {(r["depth"], r["width"], r["batch"], r["dtype"], r["backend"]): r["us_per_step"]
           for r in steps}
     shapes = sorted({(r["depth"], r["width"], r["batch"]) for r in steps},
@@ -113,15 +115,19 @@ def load_table(results):
     if not rows:
         return ""
     lines = ["| shape, dtype | peer | ratio, no busy process | one core busy | change (target "
-             f"within {100 * LOAD_TOLERANCE:.0f}%) | load average before → busy |",
-             "|---|---|---|---|---|---|"]
+             f"within {100 * LOAD_TOLERANCE:.0f}%) | cores used, numba / peer: idle → busy | "
+             "load average before → busy |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         for peer, idle in r["ratio_idle"].items():
             busy = r["ratio_loaded"][peer]
             change = busy / idle - 1
             mark = "✓" if change >= -r["tolerance"] else "✗"
+            cores = "–"
+            if "cores_idle" in r:  # (records of earlier benches have no cores)
+                cores = (f"{r['cores_idle']['numba']:.2f} → {r['cores_loaded']['numba']:.2f} / "
+                         f"{r['cores_idle'][peer]:.2f} → {r['cores_loaded'][peer]:.2f}")
             lines.append(f"| {r['depth']}×{r['width']}, {r['batch']} {r['dtype']} | {peer} | "
-                         f"{idle:.2f}× | {busy:.2f}× | {100 * change:+.0f}% {mark} | "
+                         f"{idle:.2f}× | {busy:.2f}× | {100 * change:+.0f}% {mark} | {cores} | "
                          f"{r['load_idle']:.1f} → {r['load_busy']:.1f} |")
     return "\n".join(lines)
 

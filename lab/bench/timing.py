@@ -15,9 +15,19 @@ def _timed(fn, *args):
     return time.perf_counter() - t0
 
 
+def _timed_cores(fn, *args):
+    """(wall seconds, cores used: the process's CPU seconds over them) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn(*args)
+    wall = time.perf_counter() - t0
+    return wall, (time.process_time() - c0) / max(wall, 1e-9)
+
+
 def measure_shape(shape, dtype, peers, rounds, seconds_per_round, log, with_numpy=True,
                   tag=""):
-    """{backend: {us_per_step, samples, first_call_s, steps_per_round}} for one shape/dtype."""
+    """{backend: {us_per_step, samples, cores, first_call_s, steps_per_round}} for one
+    shape/dtype; cores: the process's CPU time over the wall time of the backend's rounds
+    (median), how many cores its threads kept busy, waiting included."""
     depth, width, batch = shape
     runners, out = {}, {}
     for name in ("numpy", "numba", "torch"):
@@ -47,7 +57,7 @@ def measure_shape(shape, dtype, peers, rounds, seconds_per_round, log, with_nump
         runner.run(k)  # warm: caches, pages, thread pools
     names = list(runners)
     for name in names:
-        out[name]["samples"] = []
+        out[name]["samples"], out[name]["cores_samples"] = [], []
     # Rounds interleaved, the order rotated each round: a burst of other work on the machine
     # falls on every backend's rounds alike instead of on one backend's block of rounds, so
     # the ratios of one run compare like with like.
@@ -57,13 +67,17 @@ def measure_shape(shape, dtype, peers, rounds, seconds_per_round, log, with_nump
             # another backend's threads (BLAS, OpenMP, XLA) wind down for a while after its
             # last call and would steal cores from this one's round
             time.sleep(0.2)
-            out[name]["samples"].append(_timed(runner.run, k) / k * 1e6)
+            wall, cores = _timed_cores(runner.run, k)
+            out[name]["samples"].append(wall / k * 1e6)
+            out[name]["cores_samples"].append(cores)
     for name, rec in out.items():
         rec["us_per_step"] = float(np.median(rec["samples"]))
+        rec["cores"] = float(np.median(rec.pop("cores_samples")))
         rec["best_us_per_step"] = float(np.min(rec["samples"]))
         rec["load_average"] = os.getloadavg()[0]
         log(f"  {tag}{name:6s} {dtype:8s} {shape}: {rec['us_per_step']:12.1f} us/step "
-            f"(best {rec['best_us_per_step']:.1f}, k={rec['steps_per_round']}, first call "
+            f"(best {rec['best_us_per_step']:.1f}, {rec['cores']:.2f} cores, "
+            f"k={rec['steps_per_round']}, first call "
             f"{rec['first_call_s']:.2f} s, load {rec['load_average']:.1f})")
     return out
 
