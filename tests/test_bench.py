@@ -121,3 +121,26 @@ def test_an_unknown_shape_is_one_line():
 def test_flops_and_targets_cover_every_shape():
     assert bench.flops_per_step(10, 512, 1024) == 2 * 1024 * 512 * 512 * 29
     assert set(bench.TARGETS) == set(bench.SHAPES)
+
+
+def test_gemm_efficiency_compares_median_with_median_and_best_with_best():
+    """The 512-wide step's rate against the GEMM rates of the same process: like with like."""
+    from lab.bench.report import other_lines
+    from lab.bench.shapes import flops_per_step
+    from lab.bench.timing import gemm_efficiency
+
+    step = {"us_per_step": 200_000.0, "best_us_per_step": 150_000.0}  # a step record's fields
+    records = gemm_efficiency(step, "float32", 2, lambda line: None)
+    gemm = {r["backend"]: r for r in records if r["name"] == "gemm"}
+    (eff,) = [r for r in records if r["name"] == "gemm_efficiency"]
+    assert gemm.keys() == {"numpy", "numba"}
+    assert all(0 < g["gflops"] <= g["best_gflops"] for g in gemm.values())
+    flops = flops_per_step(10, 512, 1024)
+    assert eff["gflops"] == pytest.approx(flops / 0.2 / 1e9)
+    assert eff["fraction"] == pytest.approx(
+        eff["gflops"] / max(g["gflops"] for g in gemm.values()))
+    assert eff["fraction_best"] == pytest.approx(
+        flops / 0.15 / 1e9 / max(g["best_gflops"] for g in gemm.values()))
+    (line,) = other_lines(records)
+    assert f"{100 * eff['fraction']:.0f}% of the faster GEMM" in line
+    assert f"best rounds {100 * eff['fraction_best']:.0f}%" in line

@@ -51,7 +51,7 @@ def run(out_dir, quick=False, log=print, backends=None, only_load=False, only_sh
                                 "depth": shape[0], "width": shape[1], "batch": shape[2],
                                 "activation": ACTIVATION, **rec})
             if shape == (10, 512, 1024):  # right away, under the same load
-                results += gemm_efficiency(per["numba"]["us_per_step"], dtype, rounds, log)
+                results += gemm_efficiency(per["numba"], dtype, rounds, log)
     for shape in shapes:  # the written prediction for a first GPU run (lab/bench/gpu.py)
         for dtype in DTYPES:
             results.append({"name": "gpu_prediction", "backend": "cuda", "dtype": dtype,

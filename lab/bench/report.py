@@ -86,7 +86,9 @@ def other_lines(results):
                          f"numba's step runs at {r['gflops']:.0f} GFLOP/s, "
                          f"{100 * r['fraction']:.0f}% of the faster GEMM of the same run "
                          f"(numpy's {r['numpy_gemm_gflops']:.0f} GFLOP/s, numba's own BLAS call "
-                         f"{r['numba_gemm_gflops']:.0f}) "
+                         f"{r['numba_gemm_gflops']:.0f}; medians of the rounds, as in the table"
+                         + (f"; best rounds {100 * r['fraction_best']:.0f}%"
+                            if "fraction_best" in r else "") + ") "
                          f"(target ≥ {100 * GEMM_TARGET:.0f}% {mark})")
         elif r["name"] == "process_start":
             nan = float("nan")
