@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,6 @@ def new_store(path):
     from lab import track
 
     if not _empty_store:
-        import tempfile
-
         empty = Path(tempfile.mkdtemp(prefix="gradlab-empty-store-")) / "mlruns.db"
         track.ensure_store(f"sqlite:///{empty}")
         _empty_store.append(empty)

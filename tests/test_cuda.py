@@ -183,9 +183,9 @@ def test_classifier_outputs_match_cpu(activation, output, loss, n_y, rng):
     ("identity", "sgd", 0.01), ("sigmoid", "momentum", 0.01), ("tanh", "rmsprop", 0.001),
     ("relu", "adam", 0.001), ("leaky_relu", "adam", 0.01)])
 def test_training_matches_cpu(activation, optimizer, lr):
-    """12 mini-batch steps over three chunks (the last one short): parameters, optimizer state and every per-step
-    statistic (losses, gradient and delta norms, activation stats, saturation, weight norms,
-    update ratios), test evaluations and histograms."""
+    """12 mini-batch steps over three chunks (the last one short): parameters, optimizer state
+    and every per-step statistic (losses, gradient and delta norms, activation stats,
+    saturation, weight norms, update ratios), test evaluations and histograms."""
     ds = lab.make_dataset("teacher", 12, 6, seed=1)
     kw = dict(sizes=[4, 4, 4, 4, 4, 4, 1], activation=activation, init="xavier", seed=0)
     nets, opts, runs = networks(("cpu", "cuda"), **kw), [], []

@@ -86,9 +86,8 @@ def other_lines(results):
                          f"numba's step runs at {r['gflops']:.0f} GFLOP/s, "
                          f"{100 * r['fraction']:.0f}% of the faster GEMM of the same run "
                          f"(numpy's {r['numpy_gemm_gflops']:.0f} GFLOP/s, numba's own BLAS call "
-                         f"{r['numba_gemm_gflops']:.0f}; medians of the rounds, as in the table"
-                         + (f"; best rounds {100 * r['fraction_best']:.0f}%"
-                            if "fraction_best" in r else "") + ") "
+                         f"{r['numba_gemm_gflops']:.0f}; medians of the rounds, as in the table; "
+                         f"best rounds {100 * r['fraction_best']:.0f}%) "
                          f"(target ≥ {100 * GEMM_TARGET:.0f}% {mark})")
         elif r["name"] == "process_start":
             nan = float("nan")
@@ -124,10 +123,8 @@ def load_table(results):
             busy = r["ratio_loaded"][peer]
             change = busy / idle - 1
             mark = "✓" if change >= -r["tolerance"] else "✗"
-            cores = "–"
-            if "cores_idle" in r:  # (records of earlier benches have no cores)
-                cores = (f"{r['cores_idle']['numba']:.2f} → {r['cores_loaded']['numba']:.2f} / "
-                         f"{r['cores_idle'][peer]:.2f} → {r['cores_loaded'][peer]:.2f}")
+            cores = (f"{r['cores_idle']['numba']:.2f} → {r['cores_loaded']['numba']:.2f} / "
+                     f"{r['cores_idle'][peer]:.2f} → {r['cores_loaded'][peer]:.2f}")
             lines.append(f"| {r['depth']}×{r['width']}, {r['batch']} {r['dtype']} | {peer} | "
                          f"{idle:.2f}× | {busy:.2f}× | {100 * change:+.0f}% {mark} | {cores} | "
                          f"{r['load_idle']:.1f} → {r['load_busy']:.1f} |")

@@ -9,18 +9,17 @@ from .runners import JaxRunner, KernelRunner, TorchRunner
 from .shapes import flops_per_step
 
 
-def _timed(fn, *args):
-    t0 = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t0
-
-
 def _timed_cores(fn, *args):
     """(wall seconds, cores used: the process's CPU seconds over them) of one call."""
     t0, c0 = time.perf_counter(), time.process_time()
     fn(*args)
     wall = time.perf_counter() - t0
     return wall, (time.process_time() - c0) / max(wall, 1e-9)
+
+
+def _timed(fn, *args):
+    """Wall seconds of one call."""
+    return _timed_cores(fn, *args)[0]
 
 
 def measure_shape(shape, dtype, peers, rounds, seconds_per_round, log, with_numpy=True,
